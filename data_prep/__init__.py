@@ -1,0 +1,1 @@
+"""Conversion of MMFineReason and evaluation benchmarks into verl's RL parquet format."""

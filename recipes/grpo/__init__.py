@@ -1,0 +1,1 @@
+"""Plain GRPO baseline with the same settings as the NPO recipe."""

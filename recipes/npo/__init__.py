@@ -1,0 +1,1 @@
+"""NPO recipe: RayNPOTrainer, its Hydra config and entry point."""
