@@ -1,0 +1,150 @@
+"""Typed, validated NPO options (the ``npo:`` section of the recipe YAML).
+
+Validation happens once, at start-up, so that a bad schedule fails before any GPU time is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+SLOT_POLICIES = ("last", "first", "lowest_reward")
+GUIDE_SELECT_POLICIES = ("first", "shortest", "longest")
+
+
+class NPOConfigError(ValueError):
+    """A user-facing configuration mistake; the message names the offending option."""
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One manual NPO intervention.
+
+    ``at_step`` is the number of completed training steps at the fork (0 = before the first update, the paper's
+    early bootstrapping case). ``delta`` look-ahead steps produce the guide; ``window`` guided steps follow the
+    rollback (defaults to ``delta``: after Δ steps the student reaches the guide's age).
+    """
+
+    at_step: int
+    delta: int
+    window: int
+
+    @property
+    def end_step(self) -> int:
+        """Completed-step count at which the guided window is over."""
+        return self.at_step + self.window
+
+
+@dataclass(frozen=True)
+class NPOConfig:
+    """All NPO options. Defaults follow the paper where it is explicit and are marked as our choice otherwise."""
+
+    enable: bool = True
+    interventions: tuple[Intervention, ...] = ()
+    # Paper: a prompt's on-policy group accuracy strictly below 0.6 gets a guide slot.
+    gate: float = 0.6
+    # Key of the reward function's extra info that holds per-response accuracy (0/1).
+    acc_key: str = "acc"
+    # Our choice: which slot(s) of a gated group are overwritten, and how many (EasyVideoR1 uses the last, one).
+    slot: str = "last"
+    slots_per_group: int = 1
+    # Guide sampling: samples per prompt from the near-future policy, and the accuracy a sample needs to count as
+    # verified-correct. Only responses that terminated with EOS are kept.
+    guide_n: int = 8
+    guide_min_acc: float = 1.0
+    guide_select: str = "first"
+    max_guides_per_prompt: int = 1
+    # Non-tensor field that identifies a prompt across steps (verl's RLHFDataset copies extra_info.index here).
+    prompt_key: str = "index"
+    # Where fork snapshots, guide pools and the NPO state live; empty = <trainer.default_local_dir>/npo.
+    state_dir: str = ""
+    # Save a real checkpoint at the fork step right after rollback, so a kill during the guided window resumes
+    # inside the window (only when trainer.save_freq > 0).
+    checkpoint_at_rollback: bool = True
+    # Skip periodic validation while looking ahead: those weights are thrown away.
+    validate_during_lookahead: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gate <= 1.0:
+            raise NPOConfigError(f"npo.gate must be in (0, 1], got {self.gate}")
+        if self.slot not in SLOT_POLICIES:
+            raise NPOConfigError(f"npo.slot must be one of {SLOT_POLICIES}, got {self.slot!r}")
+        if self.guide_select not in GUIDE_SELECT_POLICIES:
+            raise NPOConfigError(f"npo.guide_select must be one of {GUIDE_SELECT_POLICIES}, got {self.guide_select!r}")
+        for name in ("slots_per_group", "guide_n", "max_guides_per_prompt"):
+            if getattr(self, name) < 1:
+                raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.guide_min_acc <= 1.0:
+            raise NPOConfigError(f"npo.guide_min_acc must be in (0, 1], got {self.guide_min_acc}")
+        _check_schedule(self.interventions)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> NPOConfig:
+        """Build from the plain dict of the YAML ``npo:`` section; unknown keys are an error, not ignored."""
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise NPOConfigError(f"unknown npo option(s): {', '.join('npo.' + k for k in unknown)}")
+        items = raw.get("interventions") or []
+        raw["interventions"] = tuple(_parse_intervention(i, item) for i, item in enumerate(items))
+        return cls(**raw)
+
+    def check_against_run(self, *, rollout_n: int, total_steps: int, steps_per_epoch: int) -> None:
+        """Checks that need the run's shape: slot count vs group size, and windows vs run and epoch length."""
+        if self.slots_per_group >= rollout_n:
+            raise NPOConfigError(
+                f"npo.slots_per_group={self.slots_per_group} must be smaller than rollout.n={rollout_n}: "
+                "a group needs at least one on-policy response"
+            )
+        for iv in self.interventions:
+            if iv.at_step + iv.delta >= total_steps:
+                raise NPOConfigError(
+                    f"intervention at_step={iv.at_step}: the look-ahead would reach step {iv.at_step + iv.delta}, "
+                    f"but the run has only {total_steps} steps; the look-ahead must end before the last step"
+                )
+            if iv.end_step > total_steps:
+                raise NPOConfigError(
+                    f"intervention at_step={iv.at_step}: the guided window ends at step {iv.end_step}, "
+                    f"after the last step {total_steps}"
+                )
+            span = max(iv.delta, iv.window)
+            if steps_per_epoch > 0 and iv.at_step // steps_per_epoch != (iv.at_step + span - 1) // steps_per_epoch:
+                raise NPOConfigError(
+                    f"intervention at_step={iv.at_step}: look-ahead/window of {span} steps crosses an epoch boundary "
+                    f"({steps_per_epoch} steps per epoch); the rollback replays batches within one epoch only"
+                )
+
+
+def _parse_intervention(index: int, item: Any) -> Intervention:
+    where = f"npo.interventions[{index}]"
+    if not isinstance(item, Mapping):
+        raise NPOConfigError(f"{where} must be a mapping with at_step, delta[, window], got {item!r}")
+    unknown = sorted(set(item) - {"at_step", "delta", "window"})
+    if unknown:
+        raise NPOConfigError(f"{where}: unknown key(s) {unknown}; expected at_step, delta, window")
+    missing = [k for k in ("at_step", "delta") if item.get(k) is None]
+    if missing:
+        raise NPOConfigError(f"{where}: missing {missing}")
+    at_step, delta = int(item["at_step"]), int(item["delta"])
+    window = int(item["window"]) if item.get("window") is not None else delta
+    if at_step < 0:
+        raise NPOConfigError(f"{where}.at_step must be >= 0, got {at_step}")
+    if delta <= 0:
+        raise NPOConfigError(f"{where}.delta must be > 0, got {delta}")
+    if window <= 0:
+        raise NPOConfigError(f"{where}.window must be > 0, got {window}")
+    return Intervention(at_step=at_step, delta=delta, window=window)
+
+
+def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
+    ordered = sorted(interventions, key=lambda iv: iv.at_step)
+    if list(ordered) != list(interventions):
+        raise NPOConfigError("npo.interventions must be sorted by at_step")
+    for prev, nxt in zip(ordered, ordered[1:], strict=False):
+        if nxt.at_step < prev.end_step:
+            raise NPOConfigError(
+                f"npo.interventions overlap: at_step={nxt.at_step} starts before the window of at_step="
+                f"{prev.at_step} ends (step {prev.end_step})"
+            )

@@ -1,0 +1,293 @@
+"""The fork manager: an explicit, persisted state machine for one NPO intervention at a time.
+
+    IDLE --fork at T--> LOOKAHEAD(T, Δ) --Δ steps--> COLLECT --W batches--> ROLLBACK --> GUIDED(W) --W steps--> IDLE
+
+The manager decides *when* to act and *what* to persist; a :class:`ForkEngine` (the trainer glue) does the
+work: snapshots, guide sampling, rollback. Every transition is written atomically before the next side effect,
+so a run killed in any phase resumes in that phase:
+
+* LOOKAHEAD / COLLECT / ROLLBACK resume from the fork snapshot (θ_T and the data position at T). The look-ahead is
+  re-run (its steps are throw-away); a collection resumes after the last persisted batch, with the guide
+  checkpoint θ_{T+Δ} reloaded; a rollback is simply re-done.
+* GUIDED and IDLE resume from verl's latest real checkpoint, which carries the manager state of its own step
+  (:meth:`ForkManager.checkpoint_state`). With ``checkpoint_at_rollback`` a real checkpoint is written at T right
+  after rollback, so no real step is lost or repeated.
+
+Layout under ``state_dir``::
+
+    state.json                       run-level phase (what is in flight)
+    fork_<T>/snapshot/{actor/,data.pt}
+    fork_<T>/guide/actor/            θ_{T+Δ}, kept until the rollback is done
+    fork_<T>/pool/batch_<i>.json     guides for window batch i (kept: checkpoints of the window refer to them)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from npo_ext.config import Intervention
+from npo_ext.guide_pool import GuidePool, PromptGuides
+from npo_ext.persist import NPOStateError, atomic_write_json, read_json
+
+
+class Phase(str, Enum):
+    IDLE = "idle"
+    LOOKAHEAD = "lookahead"
+    COLLECT = "collect"
+    ROLLBACK = "rollback"
+    GUIDED = "guided"
+
+
+IN_FLIGHT = (Phase.LOOKAHEAD, Phase.COLLECT, Phase.ROLLBACK)
+STATE_VERSION = 1
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForkState:
+    """Everything needed to resume: the phase, the intervention in progress, and collection progress."""
+
+    phase: Phase = Phase.IDLE
+    intervention: Intervention | None = None
+    collected_batches: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        iv = self.intervention
+        return {
+            "version": STATE_VERSION,
+            "phase": self.phase.value,
+            "intervention": None if iv is None else {"at_step": iv.at_step, "delta": iv.delta, "window": iv.window},
+            "collected_batches": self.collected_batches,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path) -> ForkState:
+        try:
+            if raw.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported state version {raw.get('version')!r}")
+            phase = Phase(raw["phase"])
+            iv = raw["intervention"]
+            intervention = None if iv is None else Intervention(int(iv["at_step"]), int(iv["delta"]), int(iv["window"]))
+            if (intervention is None) != (phase == Phase.IDLE):
+                raise ValueError(f"phase {phase.value} inconsistent with intervention {iv!r}")
+            return cls(phase, intervention, int(raw["collected_batches"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise NPOStateError(f"NPO state is invalid ({e}): {source}") from e
+
+
+class ForkEngine(Protocol):
+    """What the trainer glue must provide. Steps are counted as completed optimizer steps."""
+
+    def save_snapshot(self, directory: Path, step: int) -> None:
+        """Save θ_step (weights, optimizer, LR scheduler, RNG) and the data position into ``directory``."""
+
+    def save_guide_checkpoint(self, directory: Path, step: int) -> None:
+        """Save the current (near-future) weights, so a collection can resume after a crash."""
+
+    def load_guide_checkpoint(self, directory: Path) -> None:
+        """Load the near-future weights saved by :meth:`save_guide_checkpoint` into actor and rollout."""
+
+    def collect_guides(
+        self, snapshot: Path, first_batch: int, num_batches: int, guide_step: int
+    ) -> Iterator[tuple[int, dict[str, PromptGuides]]]:
+        """Sample guides for window batches ``first_batch..first_batch+num_batches-1`` (counted from the fork's
+        data position), yielding ``(batch_index, {prompt_key: guides})`` as each batch finishes."""
+
+    def rollback(self, snapshot: Path, step: int) -> None:
+        """Restore θ_step and the data position from ``snapshot``, reset the step counter, re-sync rollout weights."""
+
+    def on_guided_start(self) -> None:
+        """Called after rollback with the manager already in GUIDED (e.g. to write a real checkpoint)."""
+
+
+class ForkManager:
+    """Drives interventions from a fixed schedule; call :meth:`advance` at every step boundary."""
+
+    def __init__(self, interventions: tuple[Intervention, ...], state_dir: str | Path) -> None:
+        self.interventions = interventions
+        self.state_dir = Path(state_dir)
+        self.state = ForkState()
+        self.pool = GuidePool()
+        self._guide_weights_live = False
+
+    # --- paths -------------------------------------------------------------------------------------------------
+
+    @property
+    def run_state_path(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def fork_dir(self, iv: Intervention) -> Path:
+        return self.state_dir / f"fork_{iv.at_step:06d}"
+
+    def snapshot_dir(self, iv: Intervention) -> Path:
+        return self.fork_dir(iv) / "snapshot"
+
+    def guide_dir(self, iv: Intervention) -> Path:
+        return self.fork_dir(iv) / "guide"
+
+    def pool_dir(self, iv: Intervention) -> Path:
+        return self.fork_dir(iv) / "pool"
+
+    # --- queries -----------------------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    def due(self, completed: int) -> Intervention | None:
+        """The scheduled intervention that forks at ``completed`` steps, if any."""
+        return next((iv for iv in self.interventions if iv.at_step == completed), None)
+
+    # --- persistence and resume --------------------------------------------------------------------------------
+
+    def _persist(self, state: ForkState) -> None:
+        atomic_write_json(self.run_state_path, state.to_dict())
+        self.state = state
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The state to store inside a real checkpoint of the current step."""
+        return self.state.to_dict()
+
+    def in_flight_snapshot(self) -> Path | None:
+        """On start-up: the snapshot to resume from if a fork was in flight, else None (use verl's checkpoint).
+
+        Raises NPOStateError naming the path when the state or the snapshot it needs is missing or corrupt.
+        """
+        if not self.run_state_path.exists():
+            return None
+        state = ForkState.from_dict(read_json(self.run_state_path, "NPO run state"), self.run_state_path)
+        if state.phase not in IN_FLIGHT:
+            return None
+        snapshot = self.snapshot_dir(state.intervention)
+        _require_checkpoint(snapshot, "fork snapshot")
+        if state.phase == Phase.COLLECT:
+            _require_checkpoint(self.guide_dir(state.intervention), "guide checkpoint", needs_data=False)
+        self.state = state
+        self._guide_weights_live = False
+        return snapshot
+
+    def adopt_checkpoint_state(self, raw: dict[str, Any] | None, source: Path) -> None:
+        """Take the state stored in the real checkpoint being resumed (None: a checkpoint without NPO state)."""
+        state = ForkState() if raw is None else ForkState.from_dict(raw, source)
+        if state.phase in IN_FLIGHT:
+            raise NPOStateError(f"a real checkpoint cannot hold the in-flight phase {state.phase.value}: {source}")
+        if state.phase == Phase.GUIDED:
+            self.pool = GuidePool.load(self.pool_dir(state.intervention), state.intervention.window)
+        self._persist(state)
+        self._remove_stale_forks()
+
+    # --- the transition function -------------------------------------------------------------------------------
+
+    def advance(self, completed: int, engine: ForkEngine) -> dict[str, float]:
+        """Run every transition due at this step boundary; returns ``npo/*`` metrics about what happened."""
+        metrics: dict[str, float] = {}
+        while True:
+            state = self.state
+            iv = state.intervention
+            if state.phase == Phase.IDLE:
+                iv = self.due(completed)
+                if iv is None:
+                    return metrics
+                shutil.rmtree(self.fork_dir(iv), ignore_errors=True)  # leftovers of an attempt that died early
+                with _timed(metrics, "npo/time/snapshot_s"):
+                    engine.save_snapshot(self.snapshot_dir(iv), completed)
+                self.pool = GuidePool()
+                self._guide_weights_live = False
+                self._persist(ForkState(Phase.LOOKAHEAD, iv))
+                metrics["npo/event/fork"] = 1.0
+                return metrics
+            if state.phase == Phase.LOOKAHEAD:
+                if completed < iv.at_step + iv.delta:
+                    return metrics
+                with _timed(metrics, "npo/time/guide_checkpoint_s"):
+                    engine.save_guide_checkpoint(self.guide_dir(iv), completed)
+                self._guide_weights_live = True
+                self._persist(ForkState(Phase.COLLECT, iv, 0))
+            elif state.phase == Phase.COLLECT:
+                self._collect(iv, engine, metrics)
+                self._persist(ForkState(Phase.ROLLBACK, iv, iv.window))
+            elif state.phase == Phase.ROLLBACK:
+                with _timed(metrics, "npo/time/rollback_s"):
+                    engine.rollback(self.snapshot_dir(iv), iv.at_step)
+                self.pool = GuidePool.load(self.pool_dir(iv), iv.window)
+                if self.pool.num_guides == 0:
+                    logger.warning(
+                        "NPO intervention at step %d: the near-future policy solved none of the window's prompts; "
+                        "the guided window runs as plain GRPO",
+                        iv.at_step,
+                    )
+                self.state = ForkState(Phase.GUIDED, iv)
+                engine.on_guided_start()
+                self._persist(self.state)
+                shutil.rmtree(self.snapshot_dir(iv), ignore_errors=True)
+                shutil.rmtree(self.guide_dir(iv), ignore_errors=True)
+                metrics.update(
+                    {
+                        "npo/event/rollback": 1.0,
+                        "npo/pool/prompts": float(len(self.pool)),
+                        "npo/pool/guides": float(self.pool.num_guides),
+                    }
+                )
+                return metrics
+            elif state.phase == Phase.GUIDED:
+                if completed < iv.end_step:
+                    return metrics
+                self.pool = GuidePool()
+                self._persist(ForkState())
+                metrics["npo/event/window_end"] = 1.0
+
+    def _collect(self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float]) -> None:
+        if not self._guide_weights_live:
+            engine.load_guide_checkpoint(self.guide_dir(iv))
+            self._guide_weights_live = True
+        first = self.state.collected_batches
+        solved = prompts = 0
+        with _timed(metrics, "npo/time/collect_s"):
+            batches = engine.collect_guides(self.snapshot_dir(iv), first, iv.window - first, iv.at_step + iv.delta)
+            for index, entries in batches:
+                GuidePool.write_batch(self.pool_dir(iv), index, entries)
+                self._persist(ForkState(Phase.COLLECT, iv, index + 1))
+                prompts += len(entries)
+                solved += sum(1 for e in entries.values() if e.samples)
+        if self.state.collected_batches != iv.window:
+            raise RuntimeError(
+                f"guide collection stopped after {self.state.collected_batches} of {iv.window} window batches"
+            )
+        metrics["npo/collect/prompts"] = float(prompts)
+        metrics["npo/collect/solved_fraction"] = solved / prompts if prompts else 0.0
+
+    def _remove_stale_forks(self) -> None:
+        """Snapshots and guide checkpoints are only needed while a fork is in flight."""
+        if not self.state_dir.is_dir():
+            return
+        for fork in self.state_dir.glob("fork_*"):
+            shutil.rmtree(fork / "snapshot", ignore_errors=True)
+            shutil.rmtree(fork / "guide", ignore_errors=True)
+
+
+def _require_checkpoint(path: Path, what: str, needs_data: bool = True) -> None:
+    actor = path / "actor"
+    if not actor.is_dir() or not any(actor.iterdir()):
+        raise NPOStateError(f"{what} needed to resume is missing or empty: {actor}")
+    if needs_data and not (path / "data.pt").is_file():
+        raise NPOStateError(f"{what} needed to resume has no dataloader state: {path / 'data.pt'}")
+
+
+class _timed:
+    """Adds the wall time of a block to ``metrics[key]``."""
+
+    def __init__(self, metrics: dict[str, float], key: str) -> None:
+        self.metrics, self.key = metrics, key
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.metrics[self.key] = self.metrics.get(self.key, 0.0) + time.perf_counter() - self.start

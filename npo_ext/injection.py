@@ -1,0 +1,195 @@
+"""Guidance injection: put a verified-correct near-future response into low-accuracy rollout groups.
+
+This is the whole of NPO's change to a GRPO step. The batch keeps its size; one (or ``slots_per_group``) slot of a
+group whose *on-policy* accuracy is below the gate is overwritten in place with a guide response, its reward is
+recomputed, and it is marked in ``is_guide``. The RL objective is untouched: the guide row goes through the same
+old-log-prob, advantage and clipped-loss path as every other row, with no importance-sampling correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from verl import DataProto
+
+from npo_ext.guide_pool import GuidePool
+
+# (row index, response token ids) -> reward dict with at least "score"; the caller knows the row's ground truth.
+RewardFn = Callable[[int, list[int]], dict[str, float]]
+
+IS_GUIDE = "is_guide"
+
+
+@dataclass(frozen=True)
+class InjectionSpec:
+    """The injection knobs, a subset of :class:`npo_ext.config.NPOConfig`."""
+
+    gate: float = 0.6
+    slot: str = "last"
+    slots_per_group: int = 1
+    acc_key: str = "acc"
+
+
+def group_rows(uids: Sequence[str]) -> dict[str, list[int]]:
+    """Row indices of each rollout group, in first-seen order; GRPO groups are defined by ``uid``."""
+    groups: dict[str, list[int]] = {}
+    for row, uid in enumerate(uids):
+        groups.setdefault(str(uid), []).append(row)
+    return groups
+
+
+def choose_slots(rows: list[int], scores: np.ndarray, policy: str, count: int) -> list[int]:
+    """Which rows of a group to overwrite: the last / first ``count`` rows, or the lowest-reward ones."""
+    if policy == "last":
+        return rows[-count:]
+    if policy == "first":
+        return rows[:count]
+    if policy == "lowest_reward":
+        return sorted(rows, key=lambda r: (scores[r], -r))[:count]
+    raise ValueError(f"unknown slot policy {policy!r}")
+
+
+def inject_guidance(
+    batch: DataProto,
+    pool: GuidePool,
+    prompt_keys: Sequence[str],
+    spec: InjectionSpec,
+    *,
+    eos_token_id: int,
+    pad_token_id: int,
+    reward_fn: RewardFn,
+) -> dict[str, float]:
+    """Overwrite gated slots of ``batch`` (a rollout output with rewards) in place; return ``npo/inject/*`` metrics.
+
+    ``prompt_keys[row]`` is the pool key of that row's prompt. The batch must carry ``uid`` and the accuracy
+    field ``spec.acc_key`` in ``non_tensor_batch``, and ``rm_scores`` with the score on the last response token.
+    """
+    nt = batch.non_tensor_batch
+    if spec.acc_key not in nt:
+        raise KeyError(
+            f"rollout batch has no per-response '{spec.acc_key}' field; the reward function must return it "
+            f"(available: {sorted(nt)})"
+        )
+    if len(prompt_keys) != len(batch):
+        raise ValueError(f"got {len(prompt_keys)} prompt keys for a batch of {len(batch)} rows")
+
+    acc = np.asarray(nt[spec.acc_key], dtype=np.float64)
+    scores = batch.batch["rm_scores"].sum(-1).float().numpy()
+    is_guide = torch.zeros(len(batch), dtype=torch.bool)
+    counts = dict(groups=0, below_gate=0, replaced=0, no_guide=0, guide_rows=0, skipped_no_room=0)
+
+    for rows in group_rows(nt["uid"]).values():
+        counts["groups"] += 1
+        if acc[rows].mean() >= spec.gate:
+            continue
+        counts["below_gate"] += 1
+        guides = pool.guides(prompt_keys[rows[0]])
+        if not guides:
+            counts["no_guide"] += 1
+            continue
+        usable = min(spec.slots_per_group, len(guides), len(rows) - 1)
+        written = 0
+        for row, guide in zip(choose_slots(rows, scores, spec.slot, usable), guides, strict=False):
+            if _write_row(batch, row, list(guide.response_ids), eos_token_id, pad_token_id, reward_fn):
+                is_guide[row] = True
+                written += 1
+            else:
+                counts["skipped_no_room"] += 1
+        counts["guide_rows"] += written
+        counts["replaced"] += int(written > 0)
+
+    batch.batch[IS_GUIDE] = is_guide
+    return {f"npo/inject/{k}": float(v) for k, v in counts.items()}
+
+
+def _write_row(
+    batch: DataProto, row: int, ids: list[int], eos_token_id: int, pad_token_id: int, reward_fn: RewardFn
+) -> bool:
+    """Write one guide response into ``row``; False if it cannot end with EOS inside the response budget."""
+    td = batch.batch
+    width = td["responses"].shape[1]
+    prompt_width = td["prompts"].shape[1]
+    if not ids or ids[-1] != eos_token_id:
+        ids = ids + [eos_token_id]
+    if len(ids) > width:
+        return False
+    length = len(ids)
+
+    response = torch.full((width,), pad_token_id, dtype=td["responses"].dtype)
+    response[:length] = torch.tensor(ids, dtype=td["responses"].dtype)
+    valid = torch.zeros(width, dtype=td["attention_mask"].dtype)
+    valid[:length] = 1
+
+    td["responses"][row] = response
+    td["input_ids"][row, prompt_width:] = response
+    td["attention_mask"][row, prompt_width:] = valid
+    if "response_mask" in td.keys():
+        td["response_mask"][row] = valid.to(td["response_mask"].dtype)
+    _continue_positions(td["position_ids"], row, prompt_width)
+
+    reward = reward_fn(row, ids)
+    extra_keys = batch.meta_info.get("reward_extra_keys", [])
+    missing = [k for k in ["score", *extra_keys] if k not in reward]
+    if missing:
+        raise KeyError(f"reward function result for the guide row lacks key(s) {missing} (got {sorted(reward)})")
+    td["rm_scores"][row] = 0.0
+    td["rm_scores"][row, length - 1] = float(reward["score"])
+    for key in extra_keys:
+        batch.non_tensor_batch[key][row] = reward[key]
+    if "rollout_log_probs" in td.keys():
+        # Placeholder until the actor's old log-probs exist; see align_guide_rollout_log_probs.
+        td["rollout_log_probs"][row] = 0.0
+    return True
+
+
+def _continue_positions(position_ids: torch.Tensor, row: int, prompt_width: int) -> None:
+    """Response positions continue from the last prompt position, per channel.
+
+    Works for text ``(bs, L)`` and Qwen-VL M-RoPE ``(bs, 3|4, L)`` layouts: after the prompt's last (text) token all
+    rope channels advance together by one per token. Prompts are left-padded, so index ``prompt_width - 1`` is
+    always a real prompt token. Padding after the response gets the same running positions (it is masked out).
+    """
+    width = position_ids.shape[-1] - prompt_width
+    steps = torch.arange(1, width + 1, dtype=position_ids.dtype)
+    if position_ids.dim() == 2:
+        position_ids[row, prompt_width:] = position_ids[row, prompt_width - 1] + steps
+    elif position_ids.dim() == 3:
+        position_ids[row, :, prompt_width:] = position_ids[row, :, prompt_width - 1 : prompt_width] + steps
+    else:
+        raise ValueError(f"unsupported position_ids shape {tuple(position_ids.shape)}")
+
+
+def align_guide_rollout_log_probs(batch: DataProto) -> int:
+    """Make rollout-correction weights exactly 1 on guide rows; returns how many rows were aligned.
+
+    Guide tokens were never sampled by the rollout engine at the current weights, so any ``rollout_log_probs`` for
+    them are meaningless. Setting them to the actor's freshly computed ``old_log_probs`` makes verl's optional
+    TIS / rollout-correction weight ``exp(old - rollout)`` equal 1, i.e. no importance weight, as in the paper.
+    """
+    td = batch.batch
+    if IS_GUIDE not in td.keys() or "rollout_log_probs" not in td.keys() or "old_log_probs" not in td.keys():
+        return 0
+    mask = td[IS_GUIDE].bool()
+    td["rollout_log_probs"][mask] = td["old_log_probs"][mask].to(td["rollout_log_probs"].dtype)
+    return int(mask.sum())
+
+
+def guide_advantage_metrics(batch: DataProto) -> dict[str, float]:
+    """Mean (per-row) advantage and mean length of guide rows (only when the batch has any)."""
+    td = batch.batch
+    if IS_GUIDE not in td.keys() or "advantages" not in td.keys():
+        return {}
+    mask = td[IS_GUIDE].bool()
+    if not bool(mask.any()):
+        return {}
+    response_mask = td["response_mask"][mask].float()
+    lengths = response_mask.sum(-1)
+    row_advantage = (td["advantages"][mask].float() * response_mask).sum(-1) / lengths.clamp_min(1)
+    return {
+        "npo/guide/advantage_mean": float(row_advantage.mean()),
+        "npo/guide/response_length_mean": float(lengths.mean()),
+        "npo/guide/fraction_of_batch": float(mask.float().mean()),
+    }

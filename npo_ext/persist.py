@@ -1,0 +1,41 @@
+"""Crash-safe JSON files: a reader sees either the old or the new content, never a torn write."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class NPOStateError(RuntimeError):
+    """Persisted NPO state is missing or unreadable; the message names the path so the user can act."""
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as JSON via a temp file + fsync + rename in the same directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Read a JSON file written by :func:`atomic_write_json`; corrupt or missing files raise NPOStateError."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise NPOStateError(f"{what} not found: {path}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NPOStateError(f"{what} is corrupt ({e}): {path}") from e

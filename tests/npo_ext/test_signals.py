@@ -1,0 +1,137 @@
+"""Q / V / S estimators checked against distributions whose answers are known in closed form."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from npo_ext.signals import (
+    VARIANCE_ESTIMATORS,
+    chi2_second_moment,
+    chi2_second_moment_topk,
+    effective_signal,
+    estimate_q,
+    pass_at_k,
+    sampled_ratio_second_moment,
+    sampled_ratio_variance,
+)
+
+
+def test_pass_at_k_closed_forms():
+    assert pass_at_k(8, 0, 4) == 0.0
+    assert pass_at_k(8, 8, 1) == 1.0
+    assert pass_at_k(8, 1, 1) == pytest.approx(1 / 8)
+    assert pass_at_k(8, 1, 8) == 1.0
+    assert pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6)  # 1 - C(2,2)/C(4,2)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 2)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+def test_q_counts_only_failed_prompts():
+    policy_acc = np.array([0.0, 0.0, 0.5, 1.0])
+    guide_samples = np.array([8, 8, 8, 8])
+    guide_correct = np.array([1, 0, 8, 8])  # the solved-by-policy prompts must not raise Q
+    assert estimate_q(policy_acc, guide_samples, guide_correct) == pytest.approx(0.5)
+    # widening "fails" to acc <= 0.5 brings in a prompt the guide always solves
+    assert estimate_q(policy_acc, guide_samples, guide_correct, fail_max_acc=0.5) == pytest.approx(2 / 3)
+    assert math.isnan(estimate_q(np.array([1.0]), np.array([8]), np.array([3])))
+
+
+def test_q_matches_binomial_solve_rate():
+    # A guide that solves each failed prompt with per-sample probability p: Q(k) -> 1 - (1 - p)^k.
+    rng = np.random.default_rng(0)
+    p, m, k, prompts = 0.2, 16, 4, 4000
+    correct = rng.binomial(m, p, size=prompts)
+    q = estimate_q(np.zeros(prompts), np.full(prompts, m), correct, k=k)
+    assert q == pytest.approx(1 - (1 - p) ** k, abs=0.02)
+
+
+def two_distributions(vocab=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cur = torch.log_softmax(torch.randn(vocab, generator=g), -1)
+    guide = torch.log_softmax(torch.randn(vocab, generator=g), -1)
+    return cur, guide
+
+
+def test_full_chi2_equals_closed_form_and_is_one_for_identical_policies():
+    cur, guide = two_distributions()
+    expected = float((cur.exp() ** 2 / guide.exp()).sum())
+    assert chi2_second_moment(cur, guide) == pytest.approx(expected, rel=1e-6)
+    assert chi2_second_moment(cur, cur) == pytest.approx(1.0, rel=1e-6)
+    assert expected > 1.0  # 1 + chi^2 >= 1
+
+
+def test_full_chi2_masked_token_mean():
+    cur, guide = two_distributions()
+    far = torch.log_softmax(torch.tensor([9.0, 0, 0, 0, 0, 0]), -1)
+    cur_seq = torch.stack([cur, far])  # (T=2, V)
+    guide_seq = torch.stack([guide, guide])
+    only_first = chi2_second_moment(cur_seq, guide_seq, mask=torch.tensor([1, 0]))
+    assert only_first == pytest.approx(chi2_second_moment(cur, guide))
+
+
+def test_sampled_second_moment_is_unbiased_for_full_chi2_under_guide_sampling():
+    cur, guide = two_distributions()
+    tokens = torch.multinomial(guide.exp(), 200_000, replacement=True, generator=torch.Generator().manual_seed(1))
+    sampled = sampled_ratio_second_moment(cur[tokens], guide[tokens])
+    assert sampled == pytest.approx(chi2_second_moment(cur, guide), rel=0.03)
+
+
+def test_filtering_to_tokens_the_guide_upweights_biases_v_low():
+    # Appendix-T mechanism: verified-correct samples over-represent tokens with pi_guide > pi_cur (w < 1).
+    cur, guide = two_distributions()
+    tokens = torch.multinomial(guide.exp(), 50_000, replacement=True, generator=torch.Generator().manual_seed(2))
+    upweighted = (guide > cur)[tokens]
+    filtered = sampled_ratio_second_moment(cur[tokens][upweighted], guide[tokens][upweighted])
+    assert filtered < 1.0 < chi2_second_moment(cur, guide)
+
+
+def test_topk_is_exact_with_full_support_and_a_lower_bound_otherwise():
+    cur, guide = two_distributions(vocab=50, seed=3)
+    full = chi2_second_moment(cur, guide)
+    order = torch.argsort(guide, descending=True)
+    assert chi2_second_moment_topk(cur[order], guide[order]) == pytest.approx(full, rel=1e-6)
+    previous = 0.0
+    for k in (1, 5, 20, 49):
+        ids = order[:k]
+        estimate = chi2_second_moment_topk(cur[ids], guide[ids])
+        assert estimate <= full + 1e-9
+        assert estimate >= previous - 1e-9  # more support never loosens the bound here
+        previous = estimate
+
+
+def test_topk_lumped_tail_is_exact_when_tails_are_proportional():
+    cur = torch.log(torch.tensor([0.5, 0.3, 0.1, 0.1]))
+    guide = torch.log(torch.tensor([0.4, 0.4, 0.1, 0.1]))  # tails (last two ids) proportional
+    assert chi2_second_moment_topk(cur[:2], guide[:2]) == pytest.approx(chi2_second_moment(cur, guide), rel=1e-6)
+
+
+def test_sampled_ratio_variance_per_sequence():
+    cur = torch.log(torch.tensor([[0.5, 0.5, 0.1], [0.2, 0.2, 0.2]]))
+    guide = torch.log(torch.tensor([[0.5, 0.25, 0.1], [0.2, 0.2, 0.2]]))
+    # sequence 1: w = [1, 2, <masked>] -> var 0.25; sequence 2: w = 1 everywhere -> 0
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert sampled_ratio_variance(cur, guide, mask) == pytest.approx(0.125)
+
+
+def test_effective_signal_and_registry():
+    assert effective_signal(0.6, 1.5) == pytest.approx(0.4)
+    assert math.isnan(effective_signal(float("nan"), 1.0))
+    with pytest.raises(ValueError):
+        effective_signal(0.5, 0.0)
+    assert set(VARIANCE_ESTIMATORS) == {"full_chi2", "topk_chi2", "sampled_w2", "sampled_w_var"}
+
+
+def test_s_has_an_interior_optimum_when_q_saturates_and_v_grows_fast():
+    # The paper's trade-off in miniature: guides further ahead solve more (Q saturates), but drift away (V explodes).
+    cur = torch.log_softmax(torch.zeros(4), -1)
+    s_values = []
+    for delta in range(0, 9):
+        guide = torch.log_softmax(torch.tensor([0.6 * delta, 0.0, 0.0, 0.0]), -1)
+        q = 1 - math.exp(-0.5 * (delta + 0.1))
+        s_values.append(effective_signal(q, chi2_second_moment(cur, guide)))
+    best = int(np.argmax(s_values))
+    assert 0 < best < len(s_values) - 1
