@@ -31,7 +31,7 @@ class PromptGuides:
     samples: list[GuideSample] = field(default_factory=list)
 
 
-def select_guides(candidates: Sequence[Sequence[int]], scores: Sequence[float], policy: str, limit: int) -> list[int]:
+def select_guides(candidates: Sequence[Sequence[int]], policy: str, limit: int) -> list[int]:
     """Indices of the candidates to keep, by ``policy`` (first / shortest / longest), at most ``limit``."""
     order = list(range(len(candidates)))
     if policy == "shortest":

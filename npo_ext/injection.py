@@ -162,7 +162,7 @@ def _continue_positions(position_ids: torch.Tensor, row: int, prompt_width: int)
         raise ValueError(f"unsupported position_ids shape {tuple(position_ids.shape)}")
 
 
-def align_guide_rollout_log_probs(batch: DataProto) -> int:
+def align_guide_rollout_log_probs(batch: DataProto, old_log_probs: torch.Tensor) -> int:
     """Make rollout-correction weights exactly 1 on guide rows; returns how many rows were aligned.
 
     Guide tokens were never sampled by the rollout engine at the current weights, so any ``rollout_log_probs`` for
@@ -170,10 +170,10 @@ def align_guide_rollout_log_probs(batch: DataProto) -> int:
     TIS / rollout-correction weight ``exp(old - rollout)`` equal 1, i.e. no importance weight, as in the paper.
     """
     td = batch.batch
-    if IS_GUIDE not in td.keys() or "rollout_log_probs" not in td.keys() or "old_log_probs" not in td.keys():
+    if IS_GUIDE not in td.keys() or "rollout_log_probs" not in td.keys():
         return 0
     mask = td[IS_GUIDE].bool()
-    td["rollout_log_probs"][mask] = td["old_log_probs"][mask].to(td["rollout_log_probs"].dtype)
+    td["rollout_log_probs"][mask] = old_log_probs[mask].to(td["rollout_log_probs"].dtype)
     return int(mask.sum())
 
 

@@ -8,11 +8,11 @@ from npo_ext.persist import NPOStateError
 
 def test_select_guides_policies():
     cands = [[1, 2, 3], [1], [1, 2]]
-    assert select_guides(cands, [1, 1, 1], "first", 2) == [0, 1]
-    assert select_guides(cands, [1, 1, 1], "shortest", 2) == [1, 2]
-    assert select_guides(cands, [1, 1, 1], "longest", 1) == [0]
+    assert select_guides(cands, "first", 2) == [0, 1]
+    assert select_guides(cands, "shortest", 2) == [1, 2]
+    assert select_guides(cands, "longest", 1) == [0]
     with pytest.raises(ValueError):
-        select_guides(cands, [1, 1, 1], "best", 1)
+        select_guides(cands, "best", 1)
 
 
 def test_round_trip_by_batch(tmp_path):

@@ -228,10 +228,10 @@ def test_reward_function_missing_a_key_is_a_clear_error():
 def test_rollout_log_probs_aligned_so_no_importance_weight():
     batch, keys = make_rollout([[0, 0, 0, 0]], n=4, with_rollout_log_probs=True)
     inject(batch, keys, pool_with("p0"))
-    batch.batch["old_log_probs"] = torch.full((4, R), -0.7)
-    assert align_guide_rollout_log_probs(batch) == 1
+    old_log_probs = torch.full((4, R), -0.7)
+    assert align_guide_rollout_log_probs(batch, old_log_probs) == 1
     td = batch.batch
-    weight = torch.exp(td["old_log_probs"] - td["rollout_log_probs"])
+    weight = torch.exp(old_log_probs - td["rollout_log_probs"])
     assert torch.allclose(weight[3], torch.ones(R))
     assert torch.allclose(td["rollout_log_probs"][:3], torch.full((3, R), -1.5)), "on-policy rows untouched"
 

@@ -1,0 +1,1 @@
+"""Glue shared by the recipes: reward scoring in the driver."""

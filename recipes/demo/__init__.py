@@ -1,0 +1,1 @@
+"""Tiny local assets for the CPU demo and tests: a random Qwen3-VL, its tokenizer, a shapes dataset."""

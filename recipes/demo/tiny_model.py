@@ -1,0 +1,168 @@
+"""Build a tiny random Qwen3-VL with a locally trained tokenizer, saved as a normal Hugging Face model folder.
+
+There is no model hub on the CI machines, so the demo and the tests build their model here. Everything downstream
+(verl's ``hf_tokenizer`` / ``hf_processor``, ``AutoModelForImageTextToText``, the FSDP actor) loads it through the
+same code paths as a real Qwen3-VL checkpoint. Weights are random: generations are noise, which is all the
+machinery needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# A Qwen-style ChatML template (written for this project): string content or a list of {"type": "text"|"image"}.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' or 'image' in item %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+PATCH_SIZE = 16  # Qwen3-VL; the image side must be a multiple of 2 * PATCH_SIZE after resizing
+
+
+def _tokenizer_corpus() -> list[str]:
+    from recipes.demo.shapes_dataset import corpus
+
+    return corpus()
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE trained on ``texts``, wrapped as a fast tokenizer with Qwen's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+    )
+
+
+def build_processor(tokenizer):
+    """A Qwen3-VL processor with small image budgets (4 to 16 visual tokens per image)."""
+    from transformers import Qwen3VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    factor = 2 * PATCH_SIZE
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=PATCH_SIZE,
+        temporal_patch_size=2,
+        merge_size=2,
+        min_pixels=factor * factor * 4,
+        max_pixels=factor * factor * 16,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    video_processor = Qwen3VLVideoProcessor(patch_size=PATCH_SIZE, temporal_patch_size=2, merge_size=2)
+    return Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_model(tokenizer, seed: int = 0):
+    """A random Qwen3-VL of about 0.5M parameters (hidden 64, 2 layers, 2-layer vision tower)."""
+    import torch
+    from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    token_id = tokenizer.convert_tokens_to_ids
+    pad_id, eos_id = token_id("<|endoftext|>"), token_id("<|im_end|>")
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            bos_token_id=None,
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=4,
+            patch_size=PATCH_SIZE,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=64,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0, 1],
+        ),
+        tie_word_embeddings=True,
+        image_token_id=token_id("<|image_pad|>"),
+        video_token_id=token_id("<|video_pad|>"),
+        vision_start_token_id=token_id("<|vision_start|>"),
+        vision_end_token_id=token_id("<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, do_sample=True)
+    return model
+
+
+def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write model, tokenizer and processor to ``out_dir`` (idempotent: an existing build is reused)."""
+    out_dir = Path(out_dir)
+    if (out_dir / "model.safetensors").is_file() and (out_dir / "processor_config.json").is_file():
+        return out_dir
+    tokenizer = build_tokenizer(_tokenizer_corpus())
+    processor = build_processor(tokenizer)
+    model = build_model(tokenizer, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(build_tiny_qwen3_vl(args.out_dir, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Entry point: ``python -m recipes.npo.main_npo [hydra overrides]`` (see scripts/run_npo.sh).
+
+Mirrors verl 0.9.1's legacy ``main_ppo`` / ``main_ppo_v0.TaskRunner`` set-up, swapping in the NPO worker and
+``RayNPOTrainer``; everything else (datasets, sampler, resource pools, Ray start-up) is verl's own code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import hydra
+import ray
+from omegaconf import OmegaConf
+from verl.trainer.main_ppo import run_ppo
+from verl.trainer.main_ppo_v0 import BaseTaskRunner
+from verl.trainer.ppo.utils import Role, create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
+from verl.utils.config import validate_config
+from verl.utils.device import auto_set_device
+
+
+class NPOTaskRunner(BaseTaskRunner):
+    """Builds datasets, workers and the NPO trainer inside the Ray driver task."""
+
+    def add_actor_rollout_worker(self, config):
+        from recipes.npo.worker import NPOActorRolloutRefWorker
+
+        _, ray_worker_group_cls = super().add_actor_rollout_worker(config)
+        for role in (Role.ActorRollout, Role.ActorRolloutRef):
+            if role in self.role_worker_mapping:
+                self.role_worker_mapping[role] = ray.remote(NPOActorRolloutRefWorker)
+        return NPOActorRolloutRefWorker, ray_worker_group_cls
+
+    def run(self, config) -> None:
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.utils.dataset.rl_dataset import collate_fn
+
+        from recipes.npo.npo_ray_trainer import RayNPOTrainer
+
+        print(f"NPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
+        OmegaConf.resolve(config)
+        _, ray_worker_group_cls = self.add_actor_rollout_worker(config)
+        self.add_critic_worker(config)
+        self.add_reward_model_resource_pool(config)
+        self.add_teacher_model_resource_pool(config)
+        validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+        model_config = omega_conf_to_dataclass(config.actor_rollout_ref.model)
+        tokenizer, processor = model_config.tokenizer, model_config.processor
+        train_dataset = create_rl_dataset(config.data.train_files, config.data, tokenizer, processor, is_train=True)
+        val_dataset = create_rl_dataset(config.data.val_files, config.data, tokenizer, processor, is_train=False)
+        trainer = RayNPOTrainer(
+            config=config,
+            tokenizer=tokenizer,
+            processor=processor,
+            role_worker_mapping=self.role_worker_mapping,
+            resource_pool_manager=self.init_resource_pool_mgr(config),
+            ray_worker_group_cls=ray_worker_group_cls,
+            train_dataset=train_dataset,
+            val_dataset=val_dataset,
+            collate_fn=collate_fn,
+            train_sampler=create_rl_sampler(config.data, train_dataset),
+        )
+        trainer.init_workers()
+        trainer.fit()
+
+
+@hydra.main(config_path="config", config_name="npo_trainer", version_base=None)
+def main(config) -> None:
+    auto_set_device(config)
+    run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(NPOTaskRunner))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""RayNPOTrainer: verl 0.9.1's RayPPOTrainer with NPO interventions, without copying ``fit()``.
+
+``fit()`` is inherited unchanged. NPO hooks in at the seams ``fit()`` already calls:
+
+* the train dataloader is wrapped (:class:`ReplayableDataLoader`): at each step boundary the fork manager may
+  snapshot, finish a look-ahead, collect guides and roll back (rewinding the data stream);
+* the rollout manager is wrapped (:class:`GuidedRollout`): during a guided window it injects guide responses into
+  low-accuracy groups, right after generation and reward, before anything else sees the batch;
+* ``_compute_old_log_prob`` aligns rollout log-probs of guide rows (no importance weight), ``_update_actor`` adds
+  the ``npo/*`` metrics, ``_save_checkpoint`` / ``_load_checkpoint`` persist and restore the NPO state, and
+  ``_validate`` skips the throw-away look-ahead policy;
+* the per-step logger marks look-ahead steps: their metrics are logged as ``npo/lookahead/*`` at the fork step,
+  so real steps keep monotonic step numbers after a rollback.
+
+With ``actor_rollout_ref.rollout.name=hf_cpu`` the workers are an actor-only FSDP group that also generates (CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import torch
+from omegaconf import OmegaConf
+from verl import DataProto
+from verl.single_controller.ray import RayClassWithInitArgs
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+from verl.trainer.ppo.utils import Role
+
+from npo_ext.config import NPOConfig, NPOConfigError
+from npo_ext.fork import ForkManager, Phase
+from npo_ext.injection import InjectionSpec, align_guide_rollout_log_probs, guide_advantage_metrics, inject_guidance
+from npo_ext.persist import NPOStateError, atomic_write_json, read_json
+from npo_ext.signals import estimate_q
+from recipes.common.reward import RewardScorer
+from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
+from recipes.npo.fork_engine import VerlForkEngine
+from recipes.npo.replay_loader import ReplayableDataLoader
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_STATE_FILE = "npo_state.json"
+PHASE_CODES = {phase: float(i) for i, phase in enumerate(Phase)}
+
+
+class GuidedRollout:
+    """Wraps the rollout manager ``fit()`` calls; injects guides into training batches of a guided window."""
+
+    def __init__(self, inner, trainer: RayNPOTrainer) -> None:
+        self.inner = inner
+        self.trainer = trainer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate_sequences(self, prompts: DataProto) -> DataProto:
+        output = self.inner.generate_sequences(prompts)
+        if not prompts.meta_info.get("validate", False) and self.trainer.fork_manager.phase == Phase.GUIDED:
+            self.trainer.inject(prompts, output)
+        return output
+
+
+class RayNPOTrainer(RayPPOTrainer):
+    """Near-Future Policy Optimization on top of an unmodified verl 0.9.1 ``RayPPOTrainer.fit()``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        raw = OmegaConf.to_container(self.config.get("npo", {}) or {}, resolve=True)
+        self.npo = NPOConfig.from_dict(raw)
+        if self.npo.enable:
+            self.npo.check_against_run(
+                rollout_n=self.config.actor_rollout_ref.rollout.n,
+                total_steps=self.total_training_steps,
+                steps_per_epoch=len(self.train_dataloader),
+            )
+        state_dir = self.npo.state_dir or os.path.join(self.config.trainer.default_local_dir, "npo")
+        self.fork_manager = ForkManager(self.npo.interventions if self.npo.enable else (), state_dir)
+        self.fork_engine = VerlForkEngine(self)
+        self.train_dataloader = ReplayableDataLoader(self.train_dataloader, self._on_step_boundary)
+        self.data_state_at_boundary: dict[str, Any] = {}
+        self._pending_metrics: dict[str, float] = {}
+
+    # --- workers -------------------------------------------------------------------------------------------------
+
+    def init_workers(self) -> None:
+        if self.config.actor_rollout_ref.rollout.name == ROLLOUT_NAME:
+            self._init_cpu_workers()
+        else:
+            super().init_workers()
+        self.rollout = self.async_rollout_manager
+        self.async_rollout_manager = GuidedRollout(self.rollout, self)
+
+    def _init_cpu_workers(self) -> None:
+        """Actor-only FSDP worker group that also generates; no rollout replicas, no reward workers."""
+        if self.use_critic or self.use_reference_policy or self.use_rm:
+            raise NPOConfigError(
+                f"rollout.name={ROLLOUT_NAME} runs actor-only: disable the critic, the KL reference policy "
+                "(actor.use_kl_loss=false, algorithm.use_kl_in_reward=false) and reward models"
+            )
+        self.resource_pool_manager.create_resource_pool()
+        pool = self.resource_pool_manager.get_resource_pool(Role.ActorRollout)
+        worker = RayClassWithInitArgs(
+            cls=self.role_worker_mapping[Role.ActorRollout], config=self.config.actor_rollout_ref, role="actor"
+        )
+        self.actor_rollout_wg = self.ray_worker_group_cls(
+            resource_pool=pool, ray_cls_with_init=worker, device_name=self.device_name
+        )
+        self.actor_rollout_wg.init_model()
+        self.async_rollout_mode = True
+        self.reward_loop_manager = None
+        self.async_rollout_manager = HFRolloutManager(self.actor_rollout_wg, self.reward_scorer)
+        self.checkpoint_manager = NoOpWeightSync()
+
+    @property
+    def reward_scorer(self) -> RewardScorer:
+        if not hasattr(self, "_reward_scorer"):
+            self._reward_scorer = RewardScorer(self.config, self.tokenizer)
+        return self._reward_scorer
+
+    # --- the step boundary (called by the dataloader wrapper inside fit) ------------------------------------------
+
+    def _on_step_boundary(self, data_state_before_batch: dict[str, Any]) -> None:
+        self.data_state_at_boundary = data_state_before_batch
+        completed = self.global_steps - 1  # fit() has already advanced to the step it is about to run
+        self._pending_metrics.update(self.fork_manager.advance(completed, self.fork_engine))
+
+    def restore_folder(self, folder: Path, step: int, what: str) -> None:
+        """Load actor state and data position from a checkpoint-layout folder and set the completed-step count."""
+        try:
+            self.actor_rollout_wg.load_checkpoint(str(folder / "actor"))
+            state = torch.load(folder / "data.pt", weights_only=False)
+        except Exception as e:  # a corrupt snapshot must fail loudly, naming the path
+            raise NPOStateError(f"could not load the {what} at {folder}: {e}") from e
+        self.train_dataloader.load_state_dict(state)
+        self.global_steps = step
+
+    # --- injection -----------------------------------------------------------------------------------------------
+
+    def prompt_keys(self, non_tensor_batch: dict[str, Any]) -> list[str]:
+        """Stable per-prompt keys (``npo.prompt_key``); prompts of one batch must not share a key."""
+        field = self.npo.prompt_key
+        if field not in non_tensor_batch:
+            raise NPOConfigError(
+                f"npo.prompt_key={field!r} is not a field of the batch (have {sorted(non_tensor_batch)}); "
+                "set extra_info.index per row in the data, or choose another field"
+            )
+        return [str(value) for value in non_tensor_batch[field]]
+
+    def inject(self, prompts: DataProto, output: DataProto) -> None:
+        """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
+        nt = prompts.non_tensor_batch
+        keys = self.prompt_keys(nt)
+        output.non_tensor_batch["uid"] = nt["uid"]
+
+        def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
+            row_fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
+            return self.reward_scorer.score(row_fields, response_ids)
+
+        self._pending_metrics.update(self._q_metric(keys, output.non_tensor_batch[self.npo.acc_key]))
+        spec = InjectionSpec(self.npo.gate, self.npo.slot, self.npo.slots_per_group, self.npo.acc_key)
+        self._pending_metrics.update(
+            inject_guidance(
+                output,
+                self.fork_manager.pool,
+                keys,
+                spec,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                reward_fn=reward_fn,
+            )
+        )
+
+    def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:
+        """Empirical Q on this batch: of the prompts the current policy fails (0/n), the fraction the guide solved."""
+        n = self.config.actor_rollout_ref.rollout.n
+        prompt_keys = keys[::n]
+        entries = [self.fork_manager.pool.get(k) for k in prompt_keys]
+        policy_acc = [float(sum(acc[i * n : (i + 1) * n])) / n for i in range(len(prompt_keys))]
+        seen = [i for i, e in enumerate(entries) if e is not None]
+        if not seen:
+            return {}
+        q = estimate_q(
+            [policy_acc[i] for i in seen],
+            [entries[i].num_samples for i in seen],
+            [entries[i].num_correct for i in seen],
+        )
+        return {"npo/signal/q": q}
+
+    # --- overridden RayPPOTrainer seams --------------------------------------------------------------------------
+
+    def _compute_old_log_prob(self, batch: DataProto):
+        old_log_prob, mfu = super()._compute_old_log_prob(batch)
+        align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
+        return old_log_prob, mfu
+
+    def _update_actor(self, batch: DataProto) -> DataProto:
+        output = super()._update_actor(batch)
+        npo_metrics = {**self._pending_metrics, **guide_advantage_metrics(batch)}
+        npo_metrics["npo/phase"] = PHASE_CODES[self.fork_manager.phase]
+        self._pending_metrics = {}
+        output.meta_info["metrics"].update(npo_metrics)
+        return output
+
+    def _in_lookahead_step(self) -> bool:
+        iv = self.fork_manager.state.intervention
+        return self.fork_manager.phase == Phase.LOOKAHEAD and self.global_steps > iv.at_step
+
+    def _validate(self, merged: bool = False):
+        if self._in_lookahead_step() and not self.npo.validate_during_lookahead:
+            return {}
+        return super()._validate(merged=merged)
+
+    def _save_checkpoint(self) -> None:
+        if self._in_lookahead_step():
+            logger.info(
+                "NPO: no checkpoint during look-ahead step %d (those weights are thrown away)", self.global_steps
+            )
+            return
+        folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
+        # Written before verl's tracker file, so a checkpoint verl can find always carries its NPO state.
+        atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        if self.config.trainer.resume_mode != "disable":
+            snapshot = self.fork_manager.in_flight_snapshot()
+            if snapshot is not None:
+                step = self.fork_manager.state.intervention.at_step
+                print(f"NPO: resuming an in-flight fork ({self.fork_manager.phase.value}) from {snapshot}")
+                self.restore_folder(snapshot, step, what="fork snapshot")
+                return step
+        result = super()._load_checkpoint()
+        folder = self._resumed_folder()
+        state_file = None if folder is None else folder / CHECKPOINT_STATE_FILE
+        raw = read_json(state_file, "NPO checkpoint state") if state_file and state_file.exists() else None
+        self.fork_manager.adopt_checkpoint_state(raw, state_file or Path(self.fork_manager.state_dir))
+        return result
+
+    def _resumed_folder(self) -> Path | None:
+        if self.config.trainer.resume_mode == "disable" or self.global_steps == 0:
+            return None
+        if self.config.trainer.resume_mode == "resume_path":
+            return Path(self.config.trainer.resume_from_path)
+        return Path(self.config.trainer.default_local_dir).absolute() / f"global_step_{self.global_steps}"
+
+    def fit(self) -> None:
+        """verl's ``fit()``, with the step logger marking look-ahead steps (see module docstring)."""
+        import verl.utils.tracking as tracking
+
+        trainer = self
+
+        class NPOTracking(tracking.Tracking):
+            def log(self, data: dict[str, Any], step: int, backend: Any = None) -> None:
+                if trainer._in_lookahead_step():
+                    fork_step = trainer.fork_manager.state.intervention.at_step
+                    data = {f"npo/lookahead/{key}": value for key, value in data.items()}
+                    data["npo/lookahead/offset"] = step - fork_step
+                    step = fork_step
+                super().log(data, step, backend)
+
+        with mock.patch.object(tracking, "Tracking", NPOTracking):
+            return super().fit()

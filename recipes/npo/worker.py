@@ -1,0 +1,80 @@
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus two methods.
+
+* ``save_unmanaged_checkpoint``: a fork snapshot through the engine's normal checkpoint save, but not recorded by
+  its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
+  real checkpoint to be rotated out early.
+* ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
+  the current FSDP weights, so it always uses the latest actor and weight sync is free.
+"""
+
+from __future__ import annotations
+
+import torch
+from verl import DataProto
+from verl.single_controller.base.decorator import Dispatch, register
+from verl.utils.config import omega_conf_to_dataclass
+from verl.workers.engine_workers import ActorRolloutRefWorker
+
+from recipes.cpu.hf_generation import generate_rollout
+
+
+class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
+    """verl 0.9.1's hybrid worker with an unmanaged snapshot save and an in-worker transformers rollout."""
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_unmanaged_checkpoint(self, local_path: str, global_step: int) -> None:
+        manager = self.actor.engine.checkpoint_manager
+        tracked = list(manager.previous_saved_paths)
+        self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
+        manager.previous_saved_paths = tracked
+
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    def generate_sequences_hf(self, prompts: DataProto) -> DataProto:
+        model = self._hf_generation_model()
+        rollout = self.config.rollout
+        kwargs = rollout.val_kwargs if prompts.meta_info.get("validate", False) else rollout
+        do_sample = bool(kwargs.get("do_sample", True))
+        sampling = {"do_sample": do_sample}
+        if do_sample:
+            top_k = int(kwargs.get("top_k", -1))
+            sampling.update(
+                temperature=float(kwargs.get("temperature", 1.0)),
+                top_p=float(kwargs.get("top_p", 1.0)),
+                top_k=top_k if top_k > 0 else 0,
+            )
+        return generate_rollout(
+            model,
+            self._generation_tokenizer,
+            self._generation_processor,
+            prompts,
+            prompt_length=int(rollout.prompt_length),
+            response_length=int(rollout.response_length),
+            sampling=sampling,
+            suppress_token_ids=self._suppressed_token_ids,
+        )
+
+    def _hf_generation_model(self) -> torch.nn.Module:
+        """A plain HF model holding the actor's current full weights (refreshed on every call)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        if not hasattr(self, "_generation_model"):
+            from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+            model_config = omega_conf_to_dataclass(self.config.model)
+            self._generation_tokenizer = model_config.tokenizer
+            self._generation_processor = model_config.processor
+            auto_cls = AutoModelForImageTextToText if model_config.processor is not None else AutoModelForCausalLM
+            self._generation_model = auto_cls.from_config(model_config.hf_config)
+            self._suppressed_token_ids = _vision_token_ids(model_config.tokenizer)
+        state = get_model_state_dict(
+            self.actor.engine.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        self._generation_model.load_state_dict(state, strict=True)
+        return self._generation_model
+
+
+def _vision_token_ids(tokenizer) -> list[int]:
+    """Vision placeholder and delimiter tokens: a sampled one breaks Qwen-VL's rope index, so never sample them."""
+    names = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    vocab = tokenizer.get_vocab()
+    return [vocab[name] for name in names if name in vocab]
