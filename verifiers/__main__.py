@@ -1,0 +1,7 @@
+"""Entry point for `python -m verifiers`; see `verifiers.cli`."""
+
+import sys
+
+from verifiers.cli import main
+
+sys.exit(main())

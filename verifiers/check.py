@@ -1,0 +1,219 @@
+"""The verification pipeline: extract, classify, then the cheapest method that decides.
+
+Per answer: exact match, normalised match, option letters / yes-no / free text, then exact-rational and fixed-point
+evaluation (`verifiers.compare`), all in-process without sympy. Only pairs those cannot decide go to the symbolic
+worker pool (mathruler, then math-verify), one batch at a time so a whole rollout batch shares the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from verifiers.answer_types import MATH_TYPES, NUMERIC_TYPES, classify, yes_no
+from verifiers.benchmarks import BenchmarkRule, rule_for
+from verifiers.choice import letters_in
+from verifiers.compare import Tolerance, equal
+from verifiers.extract import extract_answer
+from verifiers.guard import refusal
+from verifiers.normalize import clean_latex, normalize_text, sanitize, strip_units
+from verifiers.parse import MAX_SPAN_CHARS, ParseError, parse
+from verifiers.pool import WorkerPool, default_pool
+from verifiers.result import VerifyResult
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prediction to check. `answer` may list several accepted answers; `choices` are option texts A, B, …"""
+
+    prediction: str | bytes | None
+    answer: str | int | float | Sequence[str]
+    answer_type: str | None = None
+    choices: tuple[str, ...] | None = None
+    benchmark: str | None = None
+    tolerance: Tolerance | None = None
+
+    @classmethod
+    def from_fields(cls, prediction: Any, answer: Any, benchmark: Any = None, fields: Any = None) -> Item:
+        """An item from a verl sample or a JSONL row; `fields` (verl's `extra_info`, or the row itself) may hold
+        `answer_type`, `choices`, `benchmark`, `tolerance` (absolute, or {"abs", "rel"}) and `precision`."""
+        fields = fields if isinstance(fields, Mapping) else {}
+        choices = fields.get("choices")
+        if not isinstance(answer, str | int | float):
+            answer = "" if answer is None else [str(a) for a in answer]
+        return cls(
+            prediction=prediction,
+            answer=answer,
+            answer_type=fields.get("answer_type"),
+            choices=tuple(str(c) for c in choices) if choices is not None and len(choices) else None,
+            benchmark=fields.get("benchmark") or (None if benchmark is None else str(benchmark)),
+            tolerance=_tolerance(fields.get("tolerance"), fields.get("precision")),
+        )
+
+
+def _tolerance(tolerance: Any, precision: Any) -> Tolerance | None:
+    """A number is an absolute tolerance; a mapping gives {"abs", "rel"}; `precision` rounds before comparing."""
+    if tolerance is None and precision is None:
+        return None
+    if isinstance(tolerance, Mapping):
+        abs_tol, rel_tol = float(tolerance.get("abs", 0.0)), float(tolerance.get("rel", 0.0))
+    else:
+        abs_tol, rel_tol = float(tolerance or 0.0), 0.0
+    return Tolerance(abs=abs_tol, rel=rel_tol, precision=None if precision is None else int(precision))
+
+
+@dataclass
+class _Symbolic:
+    """A pair the in-process methods could not decide, waiting for a worker."""
+
+    extracted: str
+    answer_type: str
+    task: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8192)
+def _math_form(span: str) -> tuple[str, tuple | None]:
+    """Cleaned, unit-free text and its parse tree (None outside the grammar); cached across a rollout group."""
+    text = strip_units(clean_latex(span))
+    try:
+        return text, parse(text)
+    except ParseError:
+        return text, None
+
+
+def _result(correct: bool, extracted: str | None, answer_type: str, method: str, reason: str) -> VerifyResult:
+    return VerifyResult(correct, extracted, answer_type, method, reason)
+
+
+def _check_choice(span: str, gold: str, item: Item, rule: BenchmarkRule) -> VerifyResult:
+    expected = letters_in(gold, item.choices, rule.multi_letter)
+    got = letters_in(span, item.choices, rule.multi_letter)
+    if expected is None:
+        return _result(False, span, "choice", "choice", "gold_not_a_choice")
+    if got is None:
+        return _result(False, span, "choice", "choice", "no_choice")
+    return _result(expected == got, span, "choice", "choice", "match" if expected == got else "mismatch")
+
+
+def _check_text(span: str, gold: str, rule: BenchmarkRule) -> VerifyResult:
+    want, got = normalize_text(gold), normalize_text(span)
+    if want == got:
+        return _result(True, span, "text", "normalized", "match")
+    if rule.text_substring and want and want in got:
+        return _result(True, span, "text", "substring", "match")
+    return _result(False, span, "text", "normalized", "mismatch")
+
+
+def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -> VerifyResult | _Symbolic:
+    gold_text, gold_tree = _math_form(gold)
+    pred_text, pred_tree = _math_form(span)
+    if gold_text == pred_text:
+        return _result(True, span, answer_type, "normalized", "match")
+    method = "numeric" if answer_type in NUMERIC_TYPES else "evaluation"
+    if gold_tree is not None and pred_tree is not None:
+        verdict = equal(gold_tree, pred_tree, tol)
+        if verdict is not None:
+            return _result(verdict, span, answer_type, method, "equivalent" if verdict else "not_equivalent")
+    elif pred_tree is None and answer_type in NUMERIC_TYPES and "\\" not in pred_text:
+        return _result(False, span, answer_type, method, "unparsable")
+    refused = refusal(pred_text)
+    if refused:
+        return _result(False, span, answer_type, "guard", refused)
+    return _Symbolic(span, answer_type, {"gold": gold_text, "pred": pred_text})
+
+
+def _check_one(item: Item, gold: str) -> VerifyResult | _Symbolic:
+    rule = rule_for(item.benchmark)
+    answer_type = classify(gold, item.choices, item.answer_type)
+    extraction = extract_answer(item.prediction, rule.json_short_answer)
+    span = extraction.span
+    if span is None:
+        return _result(False, None, answer_type, "extraction", "no_answer")
+    if span == gold:
+        return _result(True, span, answer_type, "exact", "match")
+    if len(span) > MAX_SPAN_CHARS:
+        return _result(False, span[:200], answer_type, "guard", "too_long")
+    if answer_type == "choice":
+        return _check_choice(span, gold, item, rule)
+    if answer_type == "yesno":
+        got = yes_no(span)
+        ok = got is not None and got == yes_no(gold)
+        return _result(ok, span, "yesno", "yesno", "match" if ok else "mismatch")
+    if answer_type == "text":
+        return _check_text(span, gold, rule)
+    if answer_type in MATH_TYPES:
+        return _check_math(span, gold, answer_type, item.tolerance or rule.tolerance)
+    return _result(False, span, answer_type, "none", "unknown_type")
+
+
+def _golds(answer: str | int | float | Sequence[str]) -> list[str]:
+    if isinstance(answer, str | int | float):
+        answers = [answer]
+    else:
+        answers = list(answer)
+    return [text for text in (sanitize(str(a)).strip() for a in answers) if text]
+
+
+def verify_batch(
+    items: Sequence[Item], pool: WorkerPool | None = None, timeout: float | None = None
+) -> list[VerifyResult]:
+    """Check many predictions; pairs needing symbolic work share the worker pool. Never raises per item."""
+    plans: list[list[VerifyResult | _Symbolic]] = []
+    symbolic: list[_Symbolic] = []
+    for item in items:
+        golds = _golds(item.answer)
+        if not golds:
+            plans.append([_result(False, None, "text", "none", "empty_gold")])
+            continue
+        plan = []
+        for gold in golds:
+            try:
+                step = _check_one(item, gold)
+            except Exception as exc:  # a bug here must cost one answer, not the batch
+                step = _result(False, None, "text", "none", f"error: {type(exc).__name__}")
+            plan.append(step)
+            if isinstance(step, VerifyResult) and step.correct:
+                break
+        plans.append(plan)
+        symbolic.extend(step for step in plan if isinstance(step, _Symbolic))
+    if symbolic:
+        unique = {(s.task["gold"], s.task["pred"]): s.task for s in symbolic}
+        keys = list(unique)
+        replies = (pool or default_pool()).run([unique[k] for k in keys], timeout)
+        by_key = dict(zip(keys, replies, strict=True))
+    results = []
+    for plan in plans:
+        resolved = [
+            step
+            if isinstance(step, VerifyResult)
+            else _result(**_reply(by_key[(step.task["gold"], step.task["pred"])], step))
+            for step in plan
+        ]
+        results.append(next((r for r in resolved if r.correct), resolved[-1]))
+    return results
+
+
+def _reply(reply: dict, step: _Symbolic) -> dict:
+    return {
+        "correct": bool(reply.get("correct")),
+        "extracted": step.extracted,
+        "answer_type": step.answer_type,
+        "method": str(reply.get("method", "symbolic")),
+        "reason": str(reply.get("reason", "crash")),
+    }
+
+
+def verify(
+    prediction: str | bytes | None,
+    answer: str | int | float | Sequence[str],
+    *,
+    answer_type: str | None = None,
+    choices: Sequence[str] | None = None,
+    benchmark: str | None = None,
+    tolerance: Tolerance | None = None,
+) -> VerifyResult:
+    """Check one model response against its expected answer(s)."""
+    item = Item(prediction, answer, answer_type, tuple(choices) if choices else None, benchmark, tolerance)
+    return verify_batch([item])[0]

@@ -1,0 +1,66 @@
+"""Multiple-choice answers: option letters, letter sets (LogicVista), and option text mapped back to its letter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from verifiers.compare import equal
+from verifiers.normalize import clean_latex, normalize_text, strip_units
+from verifiers.parse import ParseError, parse
+
+LETTERS = "ABCDEFGHIJ"
+
+_PREFIX_RE = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:：]?\s*", re.IGNORECASE)
+_SINGLE_RE = re.compile(r"^\(?([A-Ja-j])\)?[.:)]?$")
+_LEADING_RE = re.compile(r"^(?:\(([A-J])\)|([A-J])[.:)])\s*\S")
+_LIST_SPLIT_RE = re.compile(r"\s*(?:,|;|\band\b|&|\s)\s*")
+
+
+def parse_letters(span: str, multi_letter: bool = False) -> frozenset[str] | None:
+    """The option letters a span names: `C`, `(c)`, `C. 45`, `Option C`, `A, C`; `AC` only when `multi_letter`."""
+    text = _PREFIX_RE.sub("", clean_latex(span)).strip()
+    m = _SINGLE_RE.match(text)
+    if m:
+        return frozenset(m.group(1).upper())
+    m = _LEADING_RE.match(text)
+    if m:
+        return frozenset(m.group(1) or m.group(2))
+    parts = [p.strip("()") for p in _LIST_SPLIT_RE.split(text) if p]
+    if len(parts) > 1 and all(len(p) == 1 and p in LETTERS for p in parts):
+        return frozenset(parts)
+    if multi_letter and 1 < len(text) <= len(LETTERS) and all(ch in LETTERS for ch in text):
+        return frozenset(text)
+    return None
+
+
+def letter_of_option_text(span: str, choices: Sequence[str]) -> str | None:
+    """The letter whose option text the span states, by normalised text or, failing that, by value."""
+    wanted = normalize_text(span)
+    for i, option in enumerate(choices[: len(LETTERS)]):
+        if normalize_text(str(option)) == wanted:
+            return LETTERS[i]
+    try:
+        pred = parse(strip_units(clean_latex(span)))
+    except ParseError:
+        return None
+    hits = []
+    for i, option in enumerate(choices[: len(LETTERS)]):
+        try:
+            if equal(parse(strip_units(clean_latex(str(option)))), pred) is True:
+                hits.append(LETTERS[i])
+        except ParseError:
+            continue
+    return hits[0] if len(hits) == 1 else None
+
+
+def letters_in(span: str, choices: Sequence[str] | None, multi_letter: bool = False) -> frozenset[str] | None:
+    """Letters named by a span, falling back to matching the option texts when choices are known."""
+    letters = parse_letters(span, multi_letter)
+    if letters is not None and (not choices or all(LETTERS.index(ch) < len(choices) for ch in letters)):
+        return letters
+    if choices:
+        letter = letter_of_option_text(span, choices)
+        if letter is not None:
+            return frozenset(letter)
+    return letters
