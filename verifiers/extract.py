@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from verifiers.normalize import matching_brace, sanitize
@@ -33,10 +34,8 @@ class Extraction:
 
 
 def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
-    found = None
-    for found in pattern.finditer(text):  # noqa: B007 - only the last match is wanted
-        pass
-    return found
+    last = deque(pattern.finditer(text), maxlen=1)
+    return last[0] if last else None
 
 
 def final_part(text: str) -> str:
