@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch NPO (or the GRPO baseline) on verl 0.9.1.
 #
-#   bash scripts/run_npo.sh --local [hydra overrides...]   tiny CPU demo: random Qwen3-VL, shapes data, hf_cpu rollout
+#   bash scripts/run_npo.sh --local [hydra overrides...]   tiny CPU demo (recipes/npo/config/npo_cpu_demo.yaml)
 #   bash scripts/run_npo.sh [hydra overrides...]           GPU node: vLLM rollout; set MODEL_PATH, TRAIN_FILES, VAL_FILES
 #
 # Environment: RECIPE=npo|grpo (default npo), OUT_DIR (default outputs/<recipe>_local for --local), PYTHON (default
@@ -21,35 +21,15 @@ PYTHON=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo py
 export WANDB_MODE=${WANDB_MODE:-disabled} TOKENIZERS_PARALLELISM=false HYDRA_FULL_ERROR=1
 
 if [[ $LOCAL == 1 ]]; then
+  CONFIG_NAME=${RECIPE}_cpu_demo
   OUT_DIR=${OUT_DIR:-outputs/${RECIPE}_local}
   mkdir -p "$OUT_DIR"
-  OUT_DIR=$(cd "$OUT_DIR" && pwd)
-  "$PYTHON" -m recipes.demo.tiny_model "$OUT_DIR/model" >/dev/null
-  "$PYTHON" -m recipes.demo.shapes_dataset "$OUT_DIR/data" --train-size 64 --val-size 8 >/dev/null
+  export NPO_DEMO_DIR; NPO_DEMO_DIR=$(cd "$OUT_DIR" && pwd)
+  "$PYTHON" -m recipes.demo.tiny_model "$NPO_DEMO_DIR/model" >/dev/null
+  "$PYTHON" -m recipes.demo.shapes_dataset "$NPO_DEMO_DIR/data" --train-size 64 --val-size 8 >/dev/null
   # CPU platform plugin (verl has none) and reuse of the FSDP engine registered for cuda.
   export VERL_USE_EXTERNAL_MODULES=recipes.cpu.platform VERL_PLATFORM=cpu VERL_ENGINE_DEVICE=cuda
-  ARGS=(
-    data.train_files="$OUT_DIR/data/train.parquet" data.val_files="$OUT_DIR/data/val.parquet"
-    data.train_batch_size=4 data.max_prompt_length=64 data.max_response_length=16
-    data.filter_overlong_prompts=false data.dataloader_num_workers=0
-    actor_rollout_ref.model.path="$OUT_DIR/model"
-    actor_rollout_ref.model.use_remove_padding=false actor_rollout_ref.model.enable_gradient_checkpointing=false
-    +actor_rollout_ref.model.override_config.attn_implementation=sdpa
-    actor_rollout_ref.actor.optim.lr=1e-3
-    actor_rollout_ref.actor.use_dynamic_bsz=false actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16
-    actor_rollout_ref.rollout.name=hf_cpu actor_rollout_ref.rollout.n=4
-    actor_rollout_ref.rollout.tensor_model_parallel_size=1 actor_rollout_ref.rollout.agent.num_workers=1
-    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16
-    reward.custom_reward_function.path=pkg://recipes.demo.shapes_reward
-    trainer.device=cpu trainer.n_gpus_per_node=1 trainer.nnodes=1
-    trainer.total_training_steps=8 trainer.save_freq=4 trainer.test_freq=-1 trainer.val_before_train=false
-    trainer.default_local_dir="$OUT_DIR/checkpoints" trainer.resume_mode=${RESUME_MODE:-disable}
-    trainer.max_actor_ckpt_to_keep=2
-    ray_kwargs.ray_init.num_cpus=4 +ray_kwargs.ray_init.num_gpus=1
-  )
-  if [[ $RECIPE == npo ]]; then
-    ARGS+=('npo.interventions=[{at_step:0,delta:2},{at_step:4,delta:2}]')
-  fi
+  ARGS=()
 else
   : "${MODEL_PATH:?set MODEL_PATH (e.g. a local Qwen3-VL-8B-Instruct folder)}"
   : "${TRAIN_FILES:?set TRAIN_FILES (verl parquet, e.g. from python -m data_prep mmfinereason)}"

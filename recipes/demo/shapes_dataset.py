@@ -55,6 +55,20 @@ def make_row(index: int, split: str, rng: random.Random) -> dict:
     }
 
 
+def answer_choices(question: str) -> list[str]:
+    """Every answer a question of this kind can have."""
+    return COUNT_WORDS if question.startswith("How many") else sorted(COLOURS)
+
+
+def row_messages(row: dict) -> tuple[list[dict], object]:
+    """Chat messages and the PIL image of a row, as verl's dataset would build them."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
+    text = row["prompt"][0]["content"].replace("<image>", "")
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}], image
+
+
 def corpus() -> list[str]:
     """Text the demo tokenizer is trained on: the prompts, answers and answer tags it will see."""
     lines = [INSTRUCTION, "How many shapes are in the image?", "What colour is the shape?"]

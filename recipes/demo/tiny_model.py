@@ -142,7 +142,47 @@ def build_model(tokenizer, seed: int = 0):
     return model
 
 
-def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
+def warm_start_format(model, processor, steps: int = 40, batch_size: int = 8, seed: int = 0) -> None:
+    """Teach the random model the answer *format*, not the answers.
+
+    Targets are ``<answer> X </answer><|im_end|>`` with X drawn at random from the question's answer set, so the
+    policy starts near chance accuracy (as a base model on hard prompts would) but ends its responses with EOS.
+    Without this, a random model almost never emits EOS inside a small response budget and no guide is usable.
+    """
+    import random
+
+    import torch
+
+    from recipes.demo.shapes_dataset import answer_choices, make_row, row_messages
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    tokenizer = processor.tokenizer
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        texts, images, targets = [], [], []
+        for _ in range(batch_size):
+            row = make_row(0, "warmup", rng)
+            messages, image = row_messages(row)
+            texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            images.append(image)
+            answer = rng.choice(answer_choices(row["extra_info"]["question"]))
+            targets.append(f"<answer> {answer} </answer><|im_end|>")
+        full = [t + target for t, target in zip(texts, targets, strict=True)]
+        batch = processor(text=full, images=images, return_tensors="pt", padding=True)
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for i, target in enumerate(targets):  # loss on the answer only; padding is on the left
+            labels[i, : labels.shape[1] - len(tokenizer(target)["input_ids"])] = -100
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, warm_start: bool = True) -> Path:
     """Write model, tokenizer and processor to ``out_dir`` (idempotent: an existing build is reused)."""
     out_dir = Path(out_dir)
     if (out_dir / "model.safetensors").is_file() and (out_dir / "processor_config.json").is_file():
@@ -150,6 +190,8 @@ def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
     tokenizer = build_tokenizer(_tokenizer_corpus())
     processor = build_processor(tokenizer)
     model = build_model(tokenizer, seed=seed)
+    if warm_start:
+        warm_start_format(model, processor, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
@@ -160,8 +202,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-warm-start", action="store_true", help="keep the weights fully random")
     args = parser.parse_args()
-    print(build_tiny_qwen3_vl(args.out_dir, seed=args.seed))
+    print(build_tiny_qwen3_vl(args.out_dir, seed=args.seed, warm_start=not args.no_warm_start))
 
 
 if __name__ == "__main__":

@@ -257,10 +257,36 @@ class RayNPOTrainer(RayPPOTrainer):
             def log(self, data: dict[str, Any], step: int, backend: Any = None) -> None:
                 if trainer._in_lookahead_step():
                     fork_step = trainer.fork_manager.state.intervention.at_step
-                    data = {f"npo/lookahead/{key}": value for key, value in data.items()}
+                    data = {k if k.startswith("npo/") else f"npo/lookahead/{k}": v for k, v in data.items()}
                     data["npo/lookahead/offset"] = step - fork_step
                     step = fork_step
+                print(npo_summary(step, data), flush=True)
                 super().log(data, step, backend)
 
         with mock.patch.object(tracking, "Tracking", NPOTracking):
             return super().fit()
+
+
+SUMMARY_KEYS = {
+    "critic/score/mean": "score",
+    "npo/lookahead/critic/score/mean": "lookahead_score",
+    "npo/lookahead/offset": "lookahead_offset",
+    "npo/collect/solved_fraction": "guide_solved",
+    "npo/pool/guides": "pool_guides",
+    "npo/inject/below_gate": "below_gate",
+    "npo/inject/replaced": "replaced",
+    "npo/inject/no_guide": "no_guide",
+    "npo/guide/advantage_mean": "guide_adv",
+    "npo/signal/q": "q",
+}
+
+
+def npo_summary(step: int, data: dict[str, Any]) -> str:
+    """One short, greppable line per logged step: phase, events and the main NPO numbers."""
+    phase = next((p.value for p, code in PHASE_CODES.items() if code == data.get("npo/phase")), None)
+    if "npo/lookahead/offset" in data:
+        phase = Phase.LOOKAHEAD.value
+    parts = [f"[npo] step={step}", f"phase={phase or '-'}"]
+    parts += [key.split("/")[-1] for key in sorted(data) if key.startswith("npo/event/")]
+    parts += [f"{label}={float(data[key]):.3g}" for key, label in SUMMARY_KEYS.items() if key in data]
+    return " ".join(parts)
