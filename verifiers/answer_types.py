@@ -95,14 +95,17 @@ def _tree_type(node: tuple, had_unit: bool) -> str:
     return "expression"
 
 
-def classify(answer: str, choices: Sequence[str] | None = None, declared: str | None = None) -> str:
-    """The answer type of an expected answer: the declared type when valid, else inferred from its text."""
+def classify(
+    answer: str, choices: Sequence[str] | None = None, declared: str | None = None, multi_letter: bool = False
+) -> str:
+    """The answer type of an expected answer: the declared type when valid, else inferred from its text
+    (`multi_letter`: a benchmark where "AC" names options A and C)."""
     known = canonical_type(declared)
     if known:
         return known
     if choices:
         return "choice"
-    if parse_letters(answer) is not None and not any(ch.islower() for ch in answer):
+    if parse_letters(answer, multi_letter) is not None and not any(ch.islower() for ch in answer):
         return "choice"
     if yes_no(answer) is not None and len(answer.split()) == 1:
         return "yesno"

@@ -118,6 +118,8 @@ def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -
             return _result(verdict, span, answer_type, method, "equivalent" if verdict else "not_equivalent")
     elif pred_tree is None and answer_type in NUMERIC_TYPES and "\\" not in pred_text:
         return _result(False, span, answer_type, method, "unparsable")
+    elif gold_tree is None and pred_tree is None and gold_text.replace(" ", "") == pred_text.replace(" ", ""):
+        return _result(True, span, answer_type, "normalized", "match")
     refused = refusal(pred_text)
     if refused:
         return _result(False, span, answer_type, "guard", refused)
@@ -126,7 +128,7 @@ def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -
 
 def _check_one(item: Item, gold: str) -> VerifyResult | _Symbolic:
     rule = rule_for(item.benchmark)
-    answer_type = classify(gold, item.choices, item.answer_type)
+    answer_type = classify(gold, item.choices, item.answer_type, rule.multi_letter)
     extraction = extract_answer(item.prediction, rule.json_short_answer)
     span = extraction.span
     if span is None:

@@ -39,6 +39,9 @@ _TOKEN_RE = re.compile(
     r"|(?P<op>[-+*/^_!(),;\[\]{}|%])"
 )
 
+# "7 3/4" written in plain text is a mixed number (as mathruler reads it), not 7 * 3/4.
+_PLAIN_MIXED_RE = re.compile(r"(?P<sign>-?)(?P<whole>\d+)\s+(?P<num>\d+)/(?P<den>\d+)")
+
 FUNCTIONS = frozenset("sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh ln log lg exp".split())
 _GREEK = frozenset(
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma tau "
@@ -413,6 +416,10 @@ def parse(span: str) -> tuple:
         raise ParseError("nesting too deep")
     if not span.strip():
         raise ParseError("empty span")
+    mixed = _PLAIN_MIXED_RE.fullmatch(span.strip())
+    if mixed and int(mixed["num"]) < int(mixed["den"]):
+        value = int(mixed["whole"]) + Fraction(int(mixed["num"]), int(mixed["den"]))
+        return ("num", -value if mixed["sign"] else value, None)
     try:
         return _Parser(_tokenize(span)).parse_top()
     except RecursionError as exc:
