@@ -53,15 +53,21 @@ class VerlForkEngine:
         self.trainer.checkpoint_manager.update_weights(step)
 
     def on_guided_start(self) -> None:
+        """Make a real checkpoint at the fork step carry the GUIDED state, so a kill in the window resumes in it."""
         trainer = self.trainer
         if not trainer.npo.checkpoint_at_rollback or trainer.config.trainer.save_freq <= 0:
             return
-        next_step = trainer.global_steps
-        trainer.global_steps = next_step - 1  # the checkpoint holds θ_T, i.e. T completed steps
+        fork_step = trainer.global_steps - 1
+        existing = trainer.checkpoint_folder(fork_step)
+        if (existing / "actor").is_dir():
+            # θ_T was already saved as a real checkpoint before the fork: only its NPO state changes.
+            trainer.write_checkpoint_state(existing)
+            return
+        trainer.global_steps = fork_step  # _save_checkpoint names the folder after global_steps
         try:
             trainer._save_checkpoint()
         finally:
-            trainer.global_steps = next_step
+            trainer.global_steps = fork_step + 1
 
     def _load_actor(self, path: Path, what: str) -> None:
         try:

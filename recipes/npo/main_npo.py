@@ -31,13 +31,13 @@ class NPOTaskRunner(BaseTaskRunner):
                 self.role_worker_mapping[role] = ray.remote(NPOActorRolloutRefWorker)
         return NPOActorRolloutRefWorker, ray_worker_group_cls
 
-    def run(self, config) -> None:
+    def build_trainer(self, config, trainer_cls=None):
+        """Datasets, sampler, workers mapping and the trainer, as verl's legacy TaskRunner builds them."""
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.dataset.rl_dataset import collate_fn
 
         from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
-        print(f"NPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         OmegaConf.resolve(config)
         _, ray_worker_group_cls = self.add_actor_rollout_worker(config)
         self.add_critic_worker(config)
@@ -49,7 +49,7 @@ class NPOTaskRunner(BaseTaskRunner):
         tokenizer, processor = model_config.tokenizer, model_config.processor
         train_dataset = create_rl_dataset(config.data.train_files, config.data, tokenizer, processor, is_train=True)
         val_dataset = create_rl_dataset(config.data.val_files, config.data, tokenizer, processor, is_train=False)
-        trainer = RayNPOTrainer(
+        return (trainer_cls or RayNPOTrainer)(
             config=config,
             tokenizer=tokenizer,
             processor=processor,
@@ -61,6 +61,10 @@ class NPOTaskRunner(BaseTaskRunner):
             collate_fn=collate_fn,
             train_sampler=create_rl_sampler(config.data, train_dataset),
         )
+
+    def run(self, config) -> None:
+        print(f"NPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
+        trainer = self.build_trainer(config)
         trainer.init_workers()
         trainer.fit()
 

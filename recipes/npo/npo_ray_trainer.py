@@ -220,10 +220,15 @@ class RayNPOTrainer(RayPPOTrainer):
                 "NPO: no checkpoint during look-ahead step %d (those weights are thrown away)", self.global_steps
             )
             return
-        folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
         # Written before verl's tracker file, so a checkpoint verl can find always carries its NPO state.
-        atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
+        self.write_checkpoint_state(self.checkpoint_folder(self.global_steps))
         super()._save_checkpoint()
+
+    def checkpoint_folder(self, step: int) -> Path:
+        return Path(self.config.trainer.default_local_dir).absolute() / f"global_step_{step}"
+
+    def write_checkpoint_state(self, folder: Path) -> None:
+        atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
 
     def _load_checkpoint(self):
         if self.config.trainer.resume_mode != "disable":
@@ -245,7 +250,7 @@ class RayNPOTrainer(RayPPOTrainer):
             return None
         if self.config.trainer.resume_mode == "resume_path":
             return Path(self.config.trainer.resume_from_path)
-        return Path(self.config.trainer.default_local_dir).absolute() / f"global_step_{self.global_steps}"
+        return self.checkpoint_folder(self.global_steps)
 
     def fit(self) -> None:
         """verl's ``fit()``, with the step logger marking look-ahead steps (see module docstring)."""

@@ -1,0 +1,127 @@
+"""One full NPO intervention through Ray, verl's real fit(), the FSDP2 actor on CPU and real generation.
+
+Each run is a subprocess (tests/integration/npo_cpu_probe.py) that records what the trainer saw.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipes.demo.shapes_dataset import write_shapes_parquet
+from recipes.demo.tiny_model import build_tiny_qwen3_vl
+
+pytestmark = pytest.mark.slow
+
+PROBE = Path(__file__).with_name("npo_cpu_probe.py")
+FORK_STEP, DELTA = 2, 2
+OVERRIDES = [
+    "trainer.total_training_steps=6",
+    "trainer.save_freq=2",
+    f"npo.interventions=[{{at_step:{FORK_STEP},delta:{DELTA}}}]",
+    "npo.guide_n=16",
+]
+
+
+def run_probe(demo_dir: Path, name: str, *extra: str) -> tuple[int, dict, str]:
+    report = demo_dir / f"{name}.json"
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), str(demo_dir), str(report), *OVERRIDES, *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return proc.returncode, data, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    build_tiny_qwen3_vl(root / "model")
+    write_shapes_parquet(root / "data", train_size=64, val_size=8)
+    return root
+
+
+def fresh_demo_dir(assets: Path, tmp_path: Path) -> Path:
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "model").symlink_to(assets / "model")
+    (demo / "data").symlink_to(assets / "data")
+    return demo
+
+
+@pytest.fixture(scope="module")
+def first_run(assets, tmp_path_factory):
+    demo = fresh_demo_dir(assets, tmp_path_factory.mktemp("run"))
+    code, report, log = run_probe(demo, "fresh")
+    assert code == 0, log[-4000:]
+    return demo, report, log
+
+
+def steps_in(report, phase):
+    return {s["step"]: s for s in report["steps"] if s["phase"] == phase}
+
+
+def test_rollback_restores_the_snapshot_weights_exactly(first_run):
+    _, report, _ = first_run
+    sums = report["log_prob_sums"]
+    assert sums["rollback"][0] == sums["snapshot"][0]
+    assert sums["guide"][0] != sums["snapshot"][0], "the look-ahead must have moved the policy"
+
+
+def test_replayed_steps_see_the_lookahead_batches(first_run):
+    _, report, _ = first_run
+    lookahead, guided = steps_in(report, "lookahead"), steps_in(report, "guided")
+    assert sorted(lookahead) == sorted(guided) == list(range(FORK_STEP + 1, FORK_STEP + DELTA + 1))
+    for step in lookahead:
+        assert guided[step]["prompts"] == lookahead[step]["prompts"]
+    real = [s["step"] for s in report["steps"] if s["phase"] != "lookahead"]
+    assert real == [1, 2, 3, 4, 5, 6], "every real step runs exactly once"
+
+
+def test_guide_rows_are_in_the_updated_batch_with_positive_advantage(first_run):
+    _, report, log = first_run
+    guided = steps_in(report, "guided").values()
+    assert sum(s["guide_rows"] for s in guided) > 0, log[-3000:]
+    assert all(a > 0 for s in guided for a in s["guide_advantages"])
+    assert all(s["guide_rows"] == 0 for s in report["steps"] if s["phase"] != "guided")
+    assert "[npo] step=2 phase=lookahead fork" in log
+
+
+def test_checkpoints_and_auto_resume_after_the_intervention(first_run):
+    demo, _, _ = first_run
+    checkpoints = demo / "checkpoints"
+    assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
+    state = json.loads((checkpoints / "global_step_6" / "npo_state.json").read_text())
+    assert state["phase"] == "idle"
+    assert not list((checkpoints / "npo").glob("fork_*/snapshot")), "snapshot deleted after rollback"
+    code, report, log = run_probe(demo, "resumed", "trainer.resume_mode=auto", "trainer.total_training_steps=8")
+    assert code == 0, log[-4000:]
+    assert report["resumed_at"] == 6 and report["resumed_phase"] == "idle"
+    assert [s["step"] for s in report["steps"]] == [7, 8]
+
+
+def test_killed_in_lookahead_resumes_from_the_snapshot(assets, tmp_path):
+    demo = fresh_demo_dir(assets, tmp_path)
+    code, report, log = run_probe(demo, "killed", f"--die-in-lookahead-step={FORK_STEP + 2}")
+    assert code == 3 and report["died_at"] == FORK_STEP + 2, log[-4000:]
+    snapshot = demo / "checkpoints" / "npo" / f"fork_{FORK_STEP:06d}" / "snapshot"
+    assert (snapshot / "data.pt").is_file()
+
+    broken = tmp_path / "broken"
+    shutil.copytree(demo, broken, symlinks=True)
+    for weights in (broken / snapshot.relative_to(demo) / "actor").glob("model_*.pt"):
+        weights.write_bytes(b"not a checkpoint")
+    code, _, log = run_probe(broken, "corrupt", "trainer.resume_mode=auto")
+    assert code != 0
+    assert "could not load the fork snapshot" in log and str(broken / snapshot.relative_to(demo)) in log
+
+    code, report, log = run_probe(demo, "resumed", "trainer.resume_mode=auto")
+    assert code == 0, log[-4000:]
+    assert report["resumed_at"] == FORK_STEP and report["resumed_phase"] == "lookahead"
+    phases = [(s["step"], s["phase"]) for s in report["steps"]]
+    assert phases == [(3, "lookahead"), (4, "lookahead"), (3, "guided"), (4, "guided"), (5, "idle"), (6, "idle")]
