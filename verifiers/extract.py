@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from verifiers.normalize import matching_brace, sanitize
 
 TAIL_CHARS = 4096
+MAX_BOXED_CHARS = 20_000
+MAX_BOXED_CANDIDATES = 8
 WHOLE_RESPONSE_MAX_CHARS = 80
 REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 
@@ -45,15 +47,18 @@ def final_part(text: str) -> str:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{…}` / `\\fbox{…}` (also `\\boxed 5`); None when there is none."""
+    """Content of the last complete `\\boxed{…}` / `\\fbox{…}` (also `\\boxed 5`); None when there is none.
+
+    Only the last few candidates are tried and each may span at most `MAX_BOXED_CHARS`, so a response full of
+    unclosed `\\boxed{` costs linear time."""
     end = len(text)
-    while True:
+    for _ in range(MAX_BOXED_CANDIDATES):
         start, name = max((text.rfind(n, 0, end), n) for n in _BOXED_NAMES)
         if start < 0:
             return None
         pos = start + len(name)
         if pos < len(text) and text[pos] == "{":
-            close = matching_brace(text, pos)
+            close = matching_brace(text, pos, MAX_BOXED_CHARS)
             if close > 0:
                 return text[pos + 1 : close].strip()
         elif pos < len(text) and text[pos] == " ":
@@ -61,6 +66,7 @@ def last_boxed(text: str) -> str | None:
             if token:
                 return token[0].rstrip("$.")
         end = start
+    return None
 
 
 def answer_tag(text: str) -> str | None:

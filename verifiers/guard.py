@@ -20,7 +20,7 @@ _RISKY = (
     re.compile(r"(?:\^|\*\*)\s*[{(]?\s*-?\d{5,}"),  # exponents of 10,000 and more
     re.compile(r"\d{4,}\s*!|![\s)}\]]*!"),  # factorials of 1,000 and more, nested factorials
     re.compile(r"!.*\^|\^.*!", re.DOTALL),  # factorials mixed with powers: (10^{7})!
-    re.compile(r"\\binom\s*\{?\s*\d{5,}"),  # huge binomials
+    re.compile(r"\\binom\s*\{[^}]*(?:\d{5,}|\^)"),  # huge binomials
 )
 
 

@@ -66,6 +66,7 @@ _UNIT_RE = re.compile(
     r"|\s+(?:m|g|s|h|l|L|in)(?:\s*\^\s*\{?[23]\}?)?\s*$",
     re.IGNORECASE,
 )
+_BRACE_RE = re.compile(r"[{}]")
 _ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+")
 _EDGE_PUNCT = " \t\n.,;:!?\"'`*"
 
@@ -81,17 +82,14 @@ def sanitize(text: str | bytes | None) -> str:
     return text.translate(_CONTROL)
 
 
-def matching_brace(text: str, open_index: int) -> int:
-    """Index of the `}` closing the `{` at `open_index`, or -1 when unbalanced."""
+def matching_brace(text: str, open_index: int, limit: int | None = None) -> int:
+    """Index of the `}` closing the `{` at `open_index`, or -1 when unbalanced within `limit` characters."""
+    end = len(text) if limit is None else min(len(text), open_index + limit)
     depth = 0
-    for i in range(open_index, len(text)):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+    for m in _BRACE_RE.finditer(text, open_index, end):
+        depth += 1 if m.group() == "{" else -1
+        if depth == 0:
+            return m.start()
     return -1
 
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 
 MAX_SPAN_CHARS = 1000
 MAX_NESTING = 50
+MAX_SCI_EXPONENT = 400  # 1e10000000 would make Fraction build a ten-million-digit integer
 
 
 class ParseError(ValueError):
@@ -146,7 +147,9 @@ def nesting_depth(span: str) -> int:
 
 
 def _number(text: str) -> tuple:
-    mantissa = text.lower().split("e")[0]
+    mantissa, _, exponent = text.lower().partition("e")
+    if exponent and abs(int(exponent)) > MAX_SCI_EXPONENT:
+        raise ParseError("exponent too large")
     decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
     return ("num", Fraction(text), None if "e" in text.lower() else decimals)
 
