@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from verifiers.pool import WorkerPool
 
 HANGS = {"gold": "5", "pred": "(10^7)!"}  # sympy computes a 65-million-digit factorial: minutes
@@ -12,6 +14,7 @@ EASY_TRUE = {"gold": "\\frac{1}{2}", "pred": "0.5"}
 EASY_FALSE = {"gold": "5", "pred": "6"}
 
 
+@pytest.mark.slow
 def test_overrun_is_killed_and_the_pool_keeps_serving(symbolic_pool) -> None:
     results = symbolic_pool.run([EASY_TRUE, HANGS, EASY_FALSE, EASY_TRUE])
     assert [r["reason"] for r in results] == ["equivalent", "timeout", "not_equivalent", "equivalent"]
