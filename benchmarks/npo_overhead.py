@@ -7,7 +7,8 @@ step to a JSONL file, and reports:
 
 * NPO's own work per guided step (injection with reward recomputation, log-prob alignment, metrics; the trainer's
   ``npo/time/step_overhead_s``) as a fraction of the mean GRPO step time. Look-ahead and collection are excluded;
-* the end-to-end mean time of a guided step vs a GRPO step (noisier: includes generation variance);
+* the end-to-end mean time of a guided step vs a GRPO step, raw and per processed token (noisier: the two runs'
+  policies, hence response lengths, diverge);
 * rollback time (``npo/time/rollback_s``) vs one GRPO step;
 * the driver's peak RSS in each run, and the guide pool's size.
 """
@@ -42,6 +43,11 @@ def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+def per_token(steps: list[dict]) -> float:
+    """Step time per processed token: removes the effect of the two runs' different response lengths."""
+    return mean([d["timing_s/step"] / d["perf/total_num_tokens"] for d in steps])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "bench_npo")
@@ -66,6 +72,7 @@ def main() -> None:
         "overhead_ratio": overhead / grpo_step,
         "guided_step_s": guided_step,
         "guided_vs_grpo_step_ratio": guided_step / grpo_step,
+        "guided_vs_grpo_time_per_token_ratio": per_token(guided) / per_token(grpo[1:]),
         "rollback_s": mean(rollbacks),
         "rollback_vs_step_ratio": mean(rollbacks) / grpo_step,
         "driver_max_rss_mb_grpo": max(d["npo/driver/max_rss_mb"] for d in grpo),

@@ -8,7 +8,7 @@ worker pool (mathruler, then math-verify), one batch at a time so a whole rollou
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -64,13 +64,23 @@ def _tolerance(tolerance: Any, precision: Any) -> Tolerance | None:
     return Tolerance(abs=abs_tol, rel=rel_tol, precision=None if precision is None else int(precision))
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Symbolic:
-    """A pair the in-process methods could not decide, waiting for a worker."""
+    """A pair the in-process methods could not decide, waiting for a worker's reply."""
 
     extracted: str
     answer_type: str
-    task: dict = field(default_factory=dict)
+    gold: str
+    pred: str
+
+    def resolve(self, reply: dict) -> VerifyResult:
+        return VerifyResult(
+            bool(reply.get("correct")),
+            self.extracted,
+            self.answer_type,
+            str(reply.get("method", "symbolic")),
+            str(reply.get("reason", "crash")),
+        )
 
 
 @lru_cache(maxsize=8192)
@@ -83,128 +93,100 @@ def _math_form(span: str) -> tuple[str, tuple | None]:
         return text, None
 
 
-def _result(correct: bool, extracted: str | None, answer_type: str, method: str, reason: str) -> VerifyResult:
-    return VerifyResult(correct, extracted, answer_type, method, reason)
-
-
 def _check_choice(span: str, gold: str, item: Item, rule: BenchmarkRule) -> VerifyResult:
     expected = letters_in(gold, item.choices, rule.multi_letter)
     got = letters_in(span, item.choices, rule.multi_letter)
     if expected is None:
-        return _result(False, span, "choice", "choice", "gold_not_a_choice")
+        return VerifyResult(False, span, "choice", "choice", "gold_not_a_choice")
     if got is None:
-        return _result(False, span, "choice", "choice", "no_choice")
-    return _result(expected == got, span, "choice", "choice", "match" if expected == got else "mismatch")
+        return VerifyResult(False, span, "choice", "choice", "no_choice")
+    return VerifyResult(expected == got, span, "choice", "choice", "match" if expected == got else "mismatch")
 
 
 def _check_text(span: str, gold: str, rule: BenchmarkRule) -> VerifyResult:
     want, got = normalize_text(gold), normalize_text(span)
     if want == got:
-        return _result(True, span, "text", "normalized", "match")
+        return VerifyResult(True, span, "text", "normalized", "match")
     if rule.text_substring and want and want in got:
-        return _result(True, span, "text", "substring", "match")
-    return _result(False, span, "text", "normalized", "mismatch")
+        return VerifyResult(True, span, "text", "substring", "match")
+    return VerifyResult(False, span, "text", "normalized", "mismatch")
 
 
 def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -> VerifyResult | _Symbolic:
     gold_text, gold_tree = _math_form(gold)
     pred_text, pred_tree = _math_form(span)
     if gold_text == pred_text:
-        return _result(True, span, answer_type, "normalized", "match")
+        return VerifyResult(True, span, answer_type, "normalized", "match")
     method = "numeric" if answer_type in NUMERIC_TYPES else "evaluation"
     if gold_tree is not None and pred_tree is not None:
         verdict = equal(gold_tree, pred_tree, tol)
         if verdict is not None:
-            return _result(verdict, span, answer_type, method, "equivalent" if verdict else "not_equivalent")
+            return VerifyResult(verdict, span, answer_type, method, "equivalent" if verdict else "not_equivalent")
     elif pred_tree is None and answer_type in NUMERIC_TYPES and "\\" not in pred_text:
-        return _result(False, span, answer_type, method, "unparsable")
+        return VerifyResult(False, span, answer_type, method, "unparsable")
     elif gold_tree is None and pred_tree is None and gold_text.replace(" ", "") == pred_text.replace(" ", ""):
-        return _result(True, span, answer_type, "normalized", "match")
+        return VerifyResult(True, span, answer_type, "normalized", "match")
     refused = refusal(pred_text)
     if refused:
-        return _result(False, span, answer_type, "guard", refused)
-    return _Symbolic(span, answer_type, {"gold": gold_text, "pred": pred_text})
+        return VerifyResult(False, span, answer_type, "guard", refused)
+    return _Symbolic(span, answer_type, gold_text, pred_text)
 
 
-def _check_one(item: Item, gold: str) -> VerifyResult | _Symbolic:
-    rule = rule_for(item.benchmark)
+def _check_one(item: Item, rule: BenchmarkRule, gold: str, span: str | None) -> VerifyResult | _Symbolic:
     answer_type = classify(gold, item.choices, item.answer_type, rule.multi_letter)
-    extraction = extract_answer(item.prediction, rule.json_short_answer)
-    span = extraction.span
     if span is None:
-        return _result(False, None, answer_type, "extraction", "no_answer")
+        return VerifyResult(False, None, answer_type, "extraction", "no_answer")
     if span == gold:
-        return _result(True, span, answer_type, "exact", "match")
+        return VerifyResult(True, span, answer_type, "exact", "match")
     if len(span) > MAX_SPAN_CHARS:
-        return _result(False, span[:200], answer_type, "guard", "too_long")
+        return VerifyResult(False, span[:200], answer_type, "guard", "too_long")
     if answer_type == "choice":
         return _check_choice(span, gold, item, rule)
     if answer_type == "yesno":
         got = yes_no(span)
         ok = got is not None and got == yes_no(gold)
-        return _result(ok, span, "yesno", "yesno", "match" if ok else "mismatch")
+        return VerifyResult(ok, span, "yesno", "yesno", "match" if ok else "mismatch")
     if answer_type == "text":
         return _check_text(span, gold, rule)
     if answer_type in MATH_TYPES:
         return _check_math(span, gold, answer_type, item.tolerance or rule.tolerance)
-    return _result(False, span, answer_type, "none", "unknown_type")
+    return VerifyResult(False, span, answer_type, "none", "unknown_type")
 
 
-def _golds(answer: str | int | float | Sequence[str]) -> list[str]:
-    if isinstance(answer, str | int | float):
-        answers = [answer]
-    else:
-        answers = list(answer)
-    return [text for text in (sanitize(str(a)).strip() for a in answers) if text]
+def _plan(item: Item) -> list[VerifyResult | _Symbolic]:
+    """In-process verdicts for each accepted answer, stopping at the first correct one."""
+    answers = [item.answer] if isinstance(item.answer, str | int | float) else list(item.answer)
+    golds = [text for text in (sanitize(str(a)).strip() for a in answers) if text]
+    if not golds:
+        return [VerifyResult(False, None, "text", "none", "empty_gold")]
+    rule = rule_for(item.benchmark)
+    span = extract_answer(item.prediction, rule.json_short_answer).span
+    plan: list[VerifyResult | _Symbolic] = []
+    for gold in golds:
+        plan.append(_check_one(item, rule, gold, span))
+        if isinstance(plan[-1], VerifyResult) and plan[-1].correct:
+            break
+    return plan
 
 
 def verify_batch(
     items: Sequence[Item], pool: WorkerPool | None = None, timeout: float | None = None
 ) -> list[VerifyResult]:
     """Check many predictions; pairs needing symbolic work share the worker pool. Never raises per item."""
-    plans: list[list[VerifyResult | _Symbolic]] = []
-    symbolic: list[_Symbolic] = []
+    plans = []
     for item in items:
-        golds = _golds(item.answer)
-        if not golds:
-            plans.append([_result(False, None, "text", "none", "empty_gold")])
-            continue
-        plan = []
-        for gold in golds:
-            try:
-                step = _check_one(item, gold)
-            except Exception as exc:  # a bug here must cost one answer, not the batch
-                step = _result(False, None, "text", "none", f"error: {type(exc).__name__}")
-            plan.append(step)
-            if isinstance(step, VerifyResult) and step.correct:
-                break
-        plans.append(plan)
-        symbolic.extend(step for step in plan if isinstance(step, _Symbolic))
-    if symbolic:
-        unique = {(s.task["gold"], s.task["pred"]): s.task for s in symbolic}
-        keys = list(unique)
-        replies = (pool or default_pool()).run([unique[k] for k in keys], timeout)
-        by_key = dict(zip(keys, replies, strict=True))
+        try:
+            plans.append(_plan(item))
+        except Exception as exc:  # a bug here must cost one answer, not the batch
+            plans.append([VerifyResult(False, None, "text", "none", f"error: {type(exc).__name__}")])
+    pairs = list(dict.fromkeys((s.gold, s.pred) for plan in plans for s in plan if isinstance(s, _Symbolic)))
+    replies = (pool or default_pool()).run([{"gold": g, "pred": p} for g, p in pairs], timeout) if pairs else []
+    decided = dict(zip(pairs, replies, strict=True))
     results = []
     for plan in plans:
-        resolved = [
-            step
-            if isinstance(step, VerifyResult)
-            else _result(**_reply(by_key[(step.task["gold"], step.task["pred"])], step))
-            for step in plan
-        ]
+        resolved = [s if isinstance(s, VerifyResult) else s.resolve(decided[(s.gold, s.pred)]) for s in plan]
         results.append(next((r for r in resolved if r.correct), resolved[-1]))
     return results
-
-
-def _reply(reply: dict, step: _Symbolic) -> dict:
-    return {
-        "correct": bool(reply.get("correct")),
-        "extracted": step.extracted,
-        "answer_type": step.answer_type,
-        "method": str(reply.get("method", "symbolic")),
-        "reason": str(reply.get("reason", "crash")),
-    }
 
 
 def verify(

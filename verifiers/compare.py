@@ -60,20 +60,17 @@ def _exact(value: Fraction) -> Fraction:
     return value
 
 
-def _inexact(value: Value) -> complex:
-    try:
-        result = complex(value)
-    except OverflowError as exc:
-        raise Unsure("overflow") from exc
-    if not (math.isfinite(result.real) and math.isfinite(result.imag)):
-        raise Unsure("not finite")
-    return result
-
-
 def _checked(value: complex) -> complex:
     if not (math.isfinite(value.real) and math.isfinite(value.imag)):
         raise Unsure("not finite")
     return value
+
+
+def _inexact(value: Value) -> complex:
+    try:
+        return _checked(complex(value))
+    except OverflowError as exc:
+        raise Unsure("overflow") from exc
 
 
 def _add(a: Value, b: Value) -> Value:

@@ -429,19 +429,23 @@ def parse(span: str) -> tuple:
         raise ParseError("nesting too deep") from exc
 
 
+def _children(node: tuple) -> tuple:
+    kind = node[0]
+    if kind in ("num", "var", "const"):
+        return ()
+    if kind in ("add", "mul", "set", "list", "union", "rel"):
+        return node[1]
+    if kind == "tuple":
+        return node[3]
+    if kind == "fn":
+        return (node[2],)
+    if kind == "log":
+        return node[1:2] if node[2] is None else node[1:3]
+    return node[1:]
+
+
 def free_vars(node: tuple) -> frozenset[str]:
     """Variable names in a tree."""
-    kind = node[0]
-    if kind == "var":
+    if node[0] == "var":
         return frozenset((node[1],))
-    if kind in ("num", "const"):
-        return frozenset()
-    found: set[str] = set()
-    for child in node[1:]:
-        if isinstance(child, tuple):
-            if child and isinstance(child[0], str):
-                found |= free_vars(child)
-            else:
-                for item in child:
-                    found |= free_vars(item)
-    return frozenset(found)
+    return frozenset().union(*(free_vars(child) for child in _children(node)))
