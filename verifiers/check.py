@@ -7,7 +7,7 @@ worker pool (mathruler, then math-verify), one batch at a time so a whole rollou
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,13 +41,19 @@ class Item:
         `answer_type`, `choices`, `benchmark`, `tolerance` (absolute, or {"abs", "rel"}) and `precision`."""
         fields = fields if isinstance(fields, Mapping) else {}
         choices = fields.get("choices")
-        if not isinstance(answer, str | int | float):
-            answer = "" if answer is None else [str(a) for a in answer]
+        if isinstance(choices, str) or choices is None or not len(choices):
+            choices = None  # a single string is not a list of options
+        if answer is None:
+            answer = ""
+        elif isinstance(answer, str) or not isinstance(answer, Iterable):
+            answer = str(answer)  # also numpy scalars from parquet
+        else:
+            answer = [str(a) for a in answer]
         return cls(
             prediction=prediction,
             answer=answer,
             answer_type=fields.get("answer_type"),
-            choices=tuple(str(c) for c in choices) if choices is not None and len(choices) else None,
+            choices=None if choices is None else tuple(str(c) for c in choices),
             benchmark=fields.get("benchmark") or (None if benchmark is None else str(benchmark)),
             tolerance=_tolerance(fields.get("tolerance"), fields.get("precision")),
         )

@@ -27,6 +27,15 @@ DEFAULT_FORMAT_WEIGHT = 0.1
 _log = logging.getLogger(__name__)
 
 
+def _item(text: str, ground_truth: Any, data_source: Any, extra_info: Any) -> Item:
+    """The sample's `Item`; a sample with unusable fields (say a NaN `precision`) is scored wrong on its own."""
+    try:
+        return Item.from_fields(text, ground_truth, data_source, extra_info)
+    except (TypeError, ValueError):
+        _log.warning("verifiers: unusable reward fields for one sample; scoring it as wrong", exc_info=True)
+        return Item(text, "")
+
+
 def _score(correct: bool, formatted: bool, format_weight: float) -> dict[str, float]:
     acc, fmt = float(correct), float(formatted)
     return {"score": (1.0 - format_weight) * acc + format_weight * fmt, "acc": acc, "format": fmt}
@@ -47,7 +56,7 @@ def compute_score_batch(
     texts = [sanitize(s) for s in solution_strs]
     try:
         items = [
-            Item.from_fields(text, gold, source, extra)
+            _item(text, gold, source, extra)
             for text, gold, source, extra in zip(texts, ground_truths, data_sources, extra_infos, strict=True)
         ]
         results = verify_batch(items, timeout=timeout)

@@ -131,3 +131,13 @@ def test_called_from_an_asyncio_loop() -> None:
     results = asyncio.run(main())
     assert results[0]["acc"] == 1.0 and results[-1]["acc"] == 1.0
     assert all(set(r) == {"score", "acc", "format"} for r in results)
+
+
+def test_one_bad_extra_info_costs_only_its_own_sample() -> None:
+    scores = compute_score_batch(
+        ["a", "a", "a"],
+        ["\\boxed{5}", "\\boxed{5}", "\\boxed{B}"],
+        ["5", np.int64(5), "12"],
+        [{"precision": float("nan")}, {}, {"choices": "A. 10 B. 12"}],
+    )
+    assert [s["acc"] for s in scores] == [0.0, 1.0, 0.0]
