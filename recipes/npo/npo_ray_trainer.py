@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_STATE_FILE = "npo_state.json"
 PHASE_CODES = {phase: float(i) for i, phase in enumerate(Phase)}
+OVERHEAD_KEY = "npo/time/step_overhead_s"
 
 
 class GuidedRollout:
@@ -60,7 +63,9 @@ class GuidedRollout:
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         output = self.inner.generate_sequences(prompts)
         if not prompts.meta_info.get("validate", False) and self.trainer.fork_manager.phase == Phase.GUIDED:
+            start = time.perf_counter()
             self.trainer.inject(prompts, output)
+            self.trainer.add_overhead(time.perf_counter() - start)
         return output
 
 
@@ -192,15 +197,27 @@ class RayNPOTrainer(RayPPOTrainer):
 
     # --- overridden RayPPOTrainer seams --------------------------------------------------------------------------
 
+    def add_overhead(self, seconds: float) -> None:
+        """Accumulate NPO's own work inside a training step (injection, alignment, metrics)."""
+        self._pending_metrics[OVERHEAD_KEY] = self._pending_metrics.get(OVERHEAD_KEY, 0.0) + seconds
+
     def _compute_old_log_prob(self, batch: DataProto):
         old_log_prob, mfu = super()._compute_old_log_prob(batch)
+        start = time.perf_counter()
         align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
+        self.add_overhead(time.perf_counter() - start)
         return old_log_prob, mfu
 
     def _update_actor(self, batch: DataProto) -> DataProto:
         output = super()._update_actor(batch)
-        npo_metrics = {**self._pending_metrics, **guide_advantage_metrics(batch)}
+        start = time.perf_counter()
+        npo_metrics = guide_advantage_metrics(batch)
         npo_metrics["npo/phase"] = PHASE_CODES[self.fork_manager.phase]
+        npo_metrics["npo/driver/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if len(self.fork_manager.pool):
+            npo_metrics["npo/pool/tokens"] = float(self.fork_manager.pool.num_tokens)
+        self.add_overhead(time.perf_counter() - start)
+        npo_metrics.update(self._pending_metrics)
         self._pending_metrics = {}
         output.meta_info["metrics"].update(npo_metrics)
         return output
