@@ -97,5 +97,5 @@ def test_noise_around_a_right_answer_is_still_right(prediction, gold) -> None:
 @pytest.mark.slow
 def test_hostile_gold_is_bounded_by_the_worker_deadline(symbolic_pool) -> None:
     # Gold answers are trusted and not guarded, so this one reaches sympy, which would run for minutes.
-    (result,) = verify_batch([Item("\\boxed{5}", "(10^7)!")], pool=symbolic_pool)
+    (result,) = verify_batch([Item("\\boxed{\\sqrt{2}}", "(10**7)!")], pool=symbolic_pool)
     assert (result.correct, result.reason) == (False, "timeout")

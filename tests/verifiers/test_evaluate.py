@@ -99,11 +99,26 @@ def test_row_with_mismatched_image_tags_is_reported_not_fatal(tmp_path: Path, pn
     assert second["correct"] is True
 
 
+def test_auto_backend_needs_both_a_gpu_and_vllm(monkeypatch) -> None:
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert evaluate.resolve_backend("auto") == "transformers"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else None)
+    assert evaluate.resolve_backend("auto") == "vllm"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert evaluate.resolve_backend("auto") == "transformers"
+    assert evaluate.resolve_backend("vllm") == "vllm"
+
+
 @pytest.mark.slow
 def test_tiny_qwen3_vl_with_images_and_text_prompts(tiny_vl_model: Path, parquet: Path, tmp_path: Path) -> None:
     out = tmp_path / "vl.jsonl"
     argv = ["--model", str(tiny_vl_model), "--data", str(parquet), "--output", str(out), "--max-new-tokens", "4"]
-    evaluate.main([*argv, "--batch-size", "3", "--backend", "auto"])
+    evaluate.main([*argv, "--batch-size", "3", "--backend", "transformers"])
     rows = _lines(out)
     assert [r["id"] for r in rows] == ["0", "1", "2", "3", "4"]
     assert all(isinstance(r["prediction"], str) and r["correct"] in (True, False) for r in rows)
