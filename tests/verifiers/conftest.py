@@ -31,28 +31,13 @@ def tiny_vl_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> Path:
-    """A tiny random Qwen2 causal LM with a locally trained byte-level BPE tokenizer (no hub access)."""
+    """A tiny random Qwen2 causal LM, with the project's locally trained tokenizer (no hub access)."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    core.train_from_iterator(
-        [f"What is {a} plus {b}? The answer is {a + b}." for a in range(20) for b in range(5)], trainer
-    )
-    template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=template
-    )
+    from recipes.demo.tiny_model import build_tokenizer
+
+    tokenizer = build_tokenizer([f"What is {a} plus {b}? The answer is {a + b}." for a in range(20) for b in range(5)])
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen2Config(
         vocab_size=len(tokenizer),
