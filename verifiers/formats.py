@@ -16,9 +16,6 @@ from functools import lru_cache
 
 from verifiers.extract import answer_tag, final_part, last_boxed
 
-TEMPLATES = ("auto", "think_answer", "thought_answer", "think_boxed", "boxed", "answer_tag")
-
-
 def _single_pair(text: str, name: str) -> tuple[int, int] | None:
     """(start of `<name>`, end of `</name>`) when the text holds exactly one such pair, in order."""
     open_tag, close_tag = f"<{name}>", f"</{name}>"
@@ -65,6 +62,26 @@ def _think_boxed(text: str) -> bool:
     return pair is not None and pair[0] == 0 and last_boxed(text[pair[1] :]) is not None
 
 
+def _boxed(text: str) -> bool:
+    return last_boxed(final_part(text)) is not None
+
+
+def _answer_tag(text: str) -> bool:
+    body = final_part(text)
+    return _single_pair(body, "answer") is not None and bool(answer_tag(body))
+
+
+_CHECKS = {
+    "auto": _auto,
+    "think_answer": lambda text: _reasoning_then_answer(text, "think"),
+    "thought_answer": lambda text: _reasoning_then_answer(text, "thought"),
+    "think_boxed": _think_boxed,
+    "boxed": _boxed,
+    "answer_tag": _answer_tag,
+}
+TEMPLATES = tuple(_CHECKS)
+
+
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern, re.DOTALL)
@@ -72,17 +89,7 @@ def _compiled(pattern: str) -> re.Pattern:
 
 def format_ok(response: str, template: str = "auto") -> bool:
     """Whether `response` follows `template` (a name from `TEMPLATES` or a full-match regular expression)."""
-    if template == "auto":
-        return _auto(response)
-    if template == "think_answer":
-        return _reasoning_then_answer(response, "think")
-    if template == "thought_answer":
-        return _reasoning_then_answer(response, "thought")
-    if template == "think_boxed":
-        return _think_boxed(response)
-    if template == "boxed":
-        return last_boxed(final_part(response)) is not None
-    if template == "answer_tag":
-        body = final_part(response)
-        return _single_pair(body, "answer") is not None and bool(answer_tag(body))
+    check = _CHECKS.get(template)
+    if check is not None:
+        return check(response)
     return _compiled(template).fullmatch(response) is not None
