@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from verifiers.extract import answer_tag, final_part, last_boxed
 
+
 def _single_pair(text: str, name: str) -> tuple[int, int] | None:
     """(start of `<name>`, end of `</name>`) when the text holds exactly one such pair, in order."""
     open_tag, close_tag = f"<{name}>", f"</{name}>"
