@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv with the CPU stack: torch 2.14.1 + torchvision 0.29.1 (needed by the Qwen-VL processors), then this
-# project (editable) with verl 0.9.1. Idempotent: re-running with an unchanged pyproject.toml is a no-op.
+# project (editable) with verl 0.9.1, all pinned by scripts/constraints-cpu.txt. Idempotent: re-running with an
+# unchanged pyproject.toml and constraints file is a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-stamp="$VENV/.npo-setup-$(sha1sum pyproject.toml | cut -c1-12)"
+CONSTRAINTS=scripts/constraints-cpu.txt
+stamp="$VENV/.npo-setup-$(cat pyproject.toml "$CONSTRAINTS" | sha1sum | cut -c1-12)"
 if [[ -f "$stamp" ]]; then
   echo "[setup] $VENV is up to date"
   exit 0
@@ -13,9 +15,9 @@ fi
 [[ -d "$VENV" ]] || "$PYTHON" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 echo "[setup] installing torch==2.14.1 torchvision==0.29.1"
-pip_install torch==2.14.1 torchvision==0.29.1
-echo "[setup] installing npo-verl (editable) with dev extras"
-pip_install -e ".[dev]"
+pip_install -c "$CONSTRAINTS" torch==2.14.1 torchvision==0.29.1
+echo "[setup] installing npo-verl (editable) with dev extras, pinned by $CONSTRAINTS"
+pip_install -c "$CONSTRAINTS" -e ".[dev]"
 "$VENV/bin/python" -c "import torch, torchvision, verl, transformers; print('[setup] torch', torch.__version__, '| verl', verl.__version__, '| transformers', transformers.__version__)"
 rm -f "$VENV"/.npo-setup-*
 touch "$stamp"

@@ -23,6 +23,7 @@ OVERRIDES = [
     "trainer.save_freq=2",
     f"npo.interventions=[{{at_step:{FORK_STEP},delta:{DELTA}}}]",
     "npo.guide_n=16",
+    "trainer.max_actor_ckpt_to_keep=3",
 ]
 
 
@@ -99,6 +100,10 @@ def test_checkpoints_and_auto_resume_after_the_intervention(first_run):
     state = json.loads((checkpoints / "global_step_6" / "npo_state.json").read_text())
     assert state["phase"] == "idle"
     assert not list((checkpoints / "npo").glob("fork_*/snapshot")), "snapshot deleted after rollback"
+    kept = sorted(p.parent.name for p in checkpoints.glob("global_step_*/actor"))
+    assert kept == ["global_step_2", "global_step_4", "global_step_6"], "snapshots must not use up the 3 slots"
+    fork_state = json.loads((checkpoints / f"global_step_{FORK_STEP}" / "npo_state.json").read_text())
+    assert fork_state["phase"] == "guided", "the fork-step checkpoint resumes inside the window"
     code, report, log = run_probe(demo, "resumed", "trainer.resume_mode=auto", "trainer.total_training_steps=8")
     assert code == 0, log[-4000:]
     assert report["resumed_at"] == 6 and report["resumed_phase"] == "idle"
