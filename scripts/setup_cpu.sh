@@ -13,7 +13,14 @@ if [[ -f "$stamp" ]]; then
   exit 0
 fi
 [[ -d "$VENV" ]] || "$PYTHON" -m venv "$VENV"
-pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip_install() {  # pip's exit status, without this machine's noisy "Location ... is ignored" warnings
+  local log rc=0
+  log=$(mktemp)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1 || rc=$?
+  grep -v "^WARNING: Location" "$log" || true
+  rm -f "$log"
+  return "$rc"
+}
 echo "[setup] installing torch==2.14.1 torchvision==0.29.1"
 pip_install -c "$CONSTRAINTS" torch==2.14.1 torchvision==0.29.1
 echo "[setup] installing npo-verl (editable) with dev extras, pinned by $CONSTRAINTS"
