@@ -1,0 +1,325 @@
+"""Evaluation benchmarks from local copies (nothing is downloaded) as conversion sources.
+
+Accepted layouts, as their publishers distribute them (parquet, JSON or JSON lines; images embedded as
+{bytes, path} structs or as paths relative to the data file):
+
+- `mathvista`: `pid`/`id`, `query` (else `question` + `choices`), `decoded_image`/`image`, `answer`, `choices`,
+  `question_type`, `answer_type`, `precision`;
+- `mathverse`: `sample_index`, `question` (else `query_wo`), `image` (null in the text-only version), `answer`,
+  `question_type`, `problem_index`;
+- `mathvision`: `id`, `question` (with `<image1>` tags), `options`, `decoded_image`/`image`, `answer`;
+- `wemath`: `ID`/`id`, `question`, `option` ("A. ...; B. ..."), `image_path`/`image`, `answer`;
+- `logicvista`: the repository's `dataset.json` (an object keyed by id), `imagename` (under `images/`), `question`,
+  `answer`;
+- `dynamath`: `id`, `question`, `decoded_image`/`image`, `ground_truth`, `answer_type`; the variant from the file
+  name (`sample_variant3-...`), since the ten variants share their seed question's id;
+- `mmmu`: `id`, `question` (with `<image N>` tags), `options` (a list or its string form), `image_1`..`image_7`,
+  `answer`, `question_type`.
+
+Answer types and option texts go into `extra_info` for the verifier; `benchmark` picks its matching rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_prep.budget import IMAGE_TAG
+from data_prep.images import image_bytes
+from data_prep.inputs import (
+    DATA_SUFFIXES,
+    SchemaError,
+    json_rows,
+    parquet_num_rows,
+    parquet_rows,
+    parquet_schema,
+    resolve,
+)
+from data_prep.record import Record
+
+_NUMBERED_TAG = re.compile(r"<image[\s_]*(\d+)>", re.IGNORECASE)
+_OPTION_SPLIT = re.compile(r"(?:^|;|\n)\s*([A-J])\s*[.:：．]\s*")
+_VARIANT = re.compile(r"(?:variant|sample)[_-]?(\d+)", re.IGNORECASE)
+LETTERS = "ABCDEFGHIJ"
+DYNAMATH_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where a raw row came from: file, row number, global index."""
+
+    path: Path
+    number: int
+    index: int
+
+    @property
+    def origin(self) -> str:
+        return f"{self.path.name}:{self.number}"
+
+
+def first(raw: dict[str, Any], *names: str) -> Any:
+    """The first non-null, non-empty value among `names`."""
+    for name in names:
+        value = raw.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def place_images(text: str, images: dict[int, bytes | None]) -> tuple[str, list[bytes | None]]:
+    """`<image N>`-style tags become `<image>` with the images in tag order (repeats included); images no tag
+    names go first. Text without numbered tags gets one leading `<image>` per image unless it already has tags."""
+    numbers = [int(m.group(1)) for m in _NUMBERED_TAG.finditer(text)]
+    if numbers:
+        unnamed = [n for n, data in sorted(images.items()) if n not in numbers and data is not None]
+        placed = [images[n] for n in unnamed] + [images.get(n) for n in numbers]
+        return IMAGE_TAG * len(unnamed) + _NUMBERED_TAG.sub(IMAGE_TAG, text), placed
+    ordered = [data for _, data in sorted(images.items())]
+    if IMAGE_TAG in text or not ordered:
+        return text, ordered
+    return IMAGE_TAG * len(ordered) + "\n" + text, ordered
+
+
+def options_block(choices: Sequence[str]) -> str:
+    """The options appended to a question: one `A. text` line each."""
+    return "\nOptions:\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+
+
+def parse_option_string(text: str | None) -> list[str] | None:
+    """`"A. 60°; B. 70°"` or a newline-separated list as option texts, in letter order; None when not lettered."""
+    if not text:
+        return None
+    parts = _OPTION_SPLIT.split(text)
+    letters, texts = parts[1::2], [p.strip() for p in parts[2::2]]
+    if not letters or "".join(letters) != LETTERS[: len(letters)]:
+        return None
+    return texts
+
+
+def parse_options(value: Any) -> list[str] | None:
+    """Options stored as a list, or as the string form of a Python list (MMMU); empty means none."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(value, list | tuple) and value:
+        return [str(v) for v in value]
+    return None
+
+
+def _precision(value: Any) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
+def _image(raw: dict[str, Any], base: Path, *names: str) -> bytes | None:
+    return image_bytes(first(raw, *names), base)
+
+
+def _fields(
+    row_id: Any, question: str | None, images: dict[int, bytes | None], answer: Any, **extra: Any
+) -> dict[str, Any]:
+    """Record fields common to every benchmark, with the images placed where the question's tags name them."""
+    placed: list[bytes | None] = []
+    if question is not None:
+        question, placed = place_images(question, images)
+    return {"id": _text(row_id), "question": question, "images": placed, "answer": _text(answer), **extra}
+
+
+def _mathvista(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    choices = parse_options(raw.get("choices"))
+    question = _text(raw.get("query"))
+    if not question and raw.get("question"):
+        question = str(raw["question"]) + (options_block(choices) if choices else "")
+    declared = "multi_choice" if raw.get("question_type") == "multi_choice" else _text(raw.get("answer_type"))
+    image = _image(raw, row.path.parent, "decoded_image", "image")
+    return _fields(
+        first(raw, "pid", "id"),
+        question,
+        {1: image},
+        raw.get("answer"),
+        choices=choices,
+        answer_type=declared,
+        precision=_precision(raw.get("precision")),
+    )
+
+
+def _mathverse(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    image = raw.get("image")
+    images = {1: image_bytes(image, row.path.parent)} if image is not None else {}  # null in the text-only version
+    declared = "choice" if raw.get("question_type") == "multi-choice" else None
+    question = first(raw, "question", "query_wo", "query_cot")
+    return _fields(
+        raw.get("sample_index"),
+        _text(question),
+        images,
+        raw.get("answer"),
+        answer_type=declared,
+        group=_text(raw.get("problem_index")),
+    )
+
+
+def _mathvision(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    choices = parse_options(raw.get("options"))
+    question = _text(raw.get("question"))
+    if question and choices:
+        question += options_block(choices)
+    image = _image(raw, row.path.parent, "decoded_image", "image")
+    declared = "choice" if choices else None
+    return _fields(raw.get("id"), question, {1: image}, raw.get("answer"), choices=choices, answer_type=declared)
+
+
+def _wemath(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    option = _text(raw.get("option"))
+    question = _text(raw.get("question"))
+    if question and option:
+        question += "\nOptions: " + option
+    image = _image(raw, row.path.parent, "image_path", "image")
+    return _fields(
+        first(raw, "ID", "id"),
+        question,
+        {1: image},
+        raw.get("answer"),
+        choices=parse_option_string(option),
+        answer_type="choice",
+    )
+
+
+def _logicvista(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    name = first(raw, "imagename", "image")
+    base = row.path.parent
+    image = image_bytes(name, base) or (image_bytes(f"images/{name}", base) if isinstance(name, str) else None)
+    question = _text(raw.get("question"))
+    return _fields(first(raw, "_key", "id"), question, {1: image}, raw.get("answer"), multi_letter=True)
+
+
+def _dynamath(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    seed_id = _text(raw.get("id"))
+    match = _VARIANT.search(row.path.stem)
+    variant = first(raw, "variant") or (match.group(1) if match else row.path.stem)
+    declared = _text(raw.get("answer_type"))
+    image = _image(raw, row.path.parent, "decoded_image", "image")
+    return _fields(
+        None if seed_id is None else f"{seed_id}_v{variant}",  # the 10 variants share the seed's id
+        _text(raw.get("question")),
+        {1: image},
+        raw.get("ground_truth"),
+        answer_type=declared,
+        group=seed_id,
+        tolerance=DYNAMATH_TOLERANCE if (declared or "").lower() == "float" else None,
+    )
+
+
+def _mmmu(raw: dict[str, Any], row: Row) -> dict[str, Any]:
+    choices = parse_options(raw.get("options"))
+    multiple_choice = raw.get("question_type") == "multiple-choice" and bool(choices)
+    question = _text(raw.get("question"))
+    if question and multiple_choice:
+        question += options_block(choices)
+    images = {n: image_bytes(raw.get(f"image_{n}"), row.path.parent) for n in range(1, 8) if raw.get(f"image_{n}")}
+    answer = raw.get("answer")
+    accepted = parse_options(answer) if isinstance(answer, str) and answer.startswith("[") else None
+    return _fields(
+        raw.get("id"),
+        question,
+        images,
+        accepted[0] if accepted else answer,  # open answers listing several accepted forms keep the first
+        choices=choices if multiple_choice else None,
+        answer_type="choice" if multiple_choice else None,
+    )
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's display name (also `data_source` and the verifier's rule key), columns and row adapter."""
+
+    name: str
+    ability: str
+    required: tuple[tuple[str, ...], ...]
+    adapt: Callable[[dict[str, Any], Row], dict[str, Any]]
+
+
+BENCHMARKS = {
+    "mathvista": Benchmark(
+        "MathVista",
+        "math",
+        (("pid", "id"), ("query", "question"), ("answer",), ("decoded_image", "image")),
+        _mathvista,
+    ),
+    "mathverse": Benchmark(
+        "MathVerse", "math", (("sample_index",), ("question", "query_wo", "query_cot"), ("answer",)), _mathverse
+    ),
+    "mathvision": Benchmark(
+        "MathVision", "math", (("id",), ("question",), ("answer",), ("decoded_image", "image")), _mathvision
+    ),
+    "wemath": Benchmark("WeMath", "math", (("ID", "id"), ("question",), ("answer",), ("image_path", "image")), _wemath),
+    "logicvista": Benchmark(
+        "LogicVista", "logic", (("_key", "id"), ("question",), ("answer",), ("imagename", "image")), _logicvista
+    ),
+    "dynamath": Benchmark(
+        "DynaMath", "math", (("id",), ("question",), ("ground_truth",), ("decoded_image", "image")), _dynamath
+    ),
+    "mmmu": Benchmark("MMMU", "multidisciplinary", (("id",), ("question",), ("answer",), ("image_1",)), _mmmu),
+}
+
+
+class BenchmarkSource:
+    """One benchmark's files as `Record`s; every file's columns are checked before any row is read."""
+
+    def __init__(self, key: str, spec: str | Path) -> None:
+        self.benchmark = BENCHMARKS[key]
+        self.name = self.benchmark.name
+        self.files = resolve(spec, DATA_SUFFIXES)
+        self.total = 0
+        for path in self.files:
+            columns, count = self._columns(path)
+            for group in self.benchmark.required:
+                if not any(name in columns for name in group):
+                    also = f" (or {', '.join(group[1:])})" if len(group) > 1 else ""
+                    raise SchemaError(path, group[0], f"missing required column{also} for {self.name}")
+            self.total += count
+
+    @staticmethod
+    def _columns(path: Path) -> tuple[set[str], int]:
+        if path.suffix == ".parquet":
+            return set(parquet_schema(path).names), parquet_num_rows(path)
+        rows = json_rows(path)
+        return set().union(*(row.keys() for row in rows)), len(rows)
+
+    def _raw_rows(self) -> Iterator[tuple[dict[str, Any], Row]]:
+        index = 0
+        for path in self.files:
+            batches = parquet_rows(path) if path.suffix == ".parquet" else [json_rows(path)]
+            number = 0
+            for batch in batches:
+                for raw in batch:
+                    yield raw, Row(path, number, index)
+                    number += 1
+                    index += 1
+
+    def ids(self) -> Iterator[str | None]:
+        for raw, row in self._raw_rows():
+            yield self.benchmark.adapt(raw, row)["id"]
+
+    def records(self) -> Iterator[Record]:
+        for raw, row in self._raw_rows():
+            fields = self.benchmark.adapt(raw, row)
+            yield Record(
+                index=row.index,
+                origin=row.origin,
+                data_source=self.name,
+                ability=self.benchmark.ability,
+                benchmark=self.name,
+                **fields,
+            )

@@ -1,0 +1,196 @@
+"""The streaming conversion shared by MMFineReason and the benchmarks: source rows in, verl shards out.
+
+Per row: optional filters (pass-rate range, excluded answer types; counted, not quarantined, because they are
+choices, not defects), then the checks (`data_prep.checks`), then the duplicate-id rule, then the validation holdout
+and the shard writers. Nothing is held per row except an 8-byte id hash for duplicate detection, read in a first
+pass over the id column only (1 MB per 123K rows); rows themselves are held only in one row group per writer and in
+the validation candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.budget import PromptBudget
+from data_prep.checks import check
+from data_prep.holdout import Holdout
+from data_prep.quarantine import QUARANTINE_FILE, Quarantine
+from data_prep.record import Record, Rejected
+from data_prep.schema import to_row
+from data_prep.templates import DEFAULT_TEMPLATE
+from data_prep.writer import DEFAULT_SHARD_ROWS, ShardWriter, remove_shards
+from verifiers.answer_types import classify
+
+MANIFEST_FILE = "manifest.json"
+VAL_PREFIX = "val"
+_PASS_RATE_SLACK = 1e-9
+
+
+class Source(Protocol):
+    """A dataset reader: `total` rows (for the progress bar), their ids (first pass), then the records."""
+
+    name: str
+    total: int
+
+    def ids(self) -> Iterator[str | None]: ...
+
+    def records(self) -> Iterator[Record | Rejected]: ...
+
+
+@dataclass
+class Settings:
+    """How rows are filtered, checked and written; `prefix` names the main split's shards (`train`, `mathvista`)."""
+
+    template: str = DEFAULT_TEMPLATE
+    budget: PromptBudget = field(default_factory=lambda: PromptBudget(0))
+    val_size: int = 0
+    seed: int = 0
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    pass_rate: tuple[float, float] | None = None
+    exclude_types: frozenset[str] = frozenset()
+    prefix: str = "train"
+    split: str = "train"
+
+
+@dataclass
+class Summary:
+    """What happened to every input row: rows in = rows out + filtered + quarantined."""
+
+    name: str
+    rows_in: int = 0
+    rows_out: dict[str, int] = field(default_factory=dict)
+    filtered: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    fixed: Counter[str] = field(default_factory=Counter)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    quarantine_file: str = ""
+    seconds: float = 0.0
+
+    @property
+    def total_out(self) -> int:
+        return sum(self.rows_out.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**{k: dict(v) if isinstance(v, Counter) else v for k, v in plain.items()}, "total_out": self.total_out}
+
+    def format(self) -> str:
+        splits = ", ".join(f"{split} {n}" for split, n in self.rows_out.items())
+        rate = self.rows_in / self.seconds if self.seconds else 0.0
+        lines = [
+            f"{self.name}: {self.rows_in} rows in, {self.total_out} out ({splits}), "
+            f"{sum(self.filtered.values())} filtered, {sum(self.quarantined.values())} quarantined "
+            f"in {self.seconds:.1f} s ({rate:.0f} rows/s)"
+        ]
+        for label, counts in (("filtered", self.filtered), ("quarantined", self.quarantined), ("fixed", self.fixed)):
+            lines += [f"  {label:<12} {reason:<24} {n}" for reason, n in sorted(counts.items())]
+        if self.quarantined:
+            lines.append(f"  quarantine log: {self.quarantine_file}")
+        return "\n".join(lines)
+
+
+def id_key(row_id: str) -> int:
+    """An 8-byte hash of an id, the only per-row state kept for the whole run."""
+    return int.from_bytes(hashlib.blake2b(row_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def duplicated_keys(ids: Iterable[str | None]) -> set[int]:
+    """Hashes of the ids that occur more than once (sorting 8 bytes per row, not holding the ids)."""
+    keys = np.fromiter((id_key(i) for i in ids if i), dtype=np.uint64)
+    keys.sort()
+    return set(keys[1:][keys[1:] == keys[:-1]].tolist())
+
+
+def _filter_reason(record: Record, settings: Settings) -> tuple[str | None, str | None]:
+    """(reason the row is filtered out, its answer type when already computed)."""
+    if settings.pass_rate is not None:
+        lo, hi = settings.pass_rate
+        if record.pass_rate is None:
+            return "pass_rate_missing", None
+        if not lo - _PASS_RATE_SLACK <= record.pass_rate <= hi + _PASS_RATE_SLACK:
+            return "pass_rate_out_of_range", None
+    if settings.exclude_types and (record.answer or "").strip():
+        answer_type = classify(record.answer.strip(), record.choices, record.answer_type, record.multi_letter)
+        return ("answer_type_excluded" if answer_type in settings.exclude_types else None), answer_type
+    return None, None
+
+
+def _write(writer: ShardWriter, row: dict[str, Any], split: str) -> None:
+    row["extra_info"]["split"] = split
+    writer.write(row)
+
+
+def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
+    """Convert every row of `source` into `out_dir`; see the module docstring for the order of decisions."""
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for prefix in (settings.prefix, VAL_PREFIX):
+        remove_shards(out_dir, prefix)
+    summary = Summary(source.name)
+    duplicates, seen = duplicated_keys(source.ids()), set()
+    quarantine = Quarantine(out_dir)
+    main = ShardWriter(out_dir, settings.prefix, settings.shard_rows)
+    holdout = Holdout(settings.val_size, settings.seed)
+    try:
+        with tqdm(total=source.total, desc=source.name, unit="row", file=sys.stderr) as bar:
+            for item in source.records():
+                summary.rows_in += 1
+                bar.update(1)
+                if isinstance(item, Rejected):
+                    quarantine.add(item)
+                    continue
+                reason, answer_type = _filter_reason(item, settings)
+                if reason:
+                    summary.filtered[reason] += 1
+                    continue
+                checked = check(item, settings.template, settings.budget, answer_type)
+                if isinstance(checked, Rejected):
+                    quarantine.add(checked)
+                    continue
+                key = id_key(item.id)
+                if key in duplicates:
+                    if key in seen:
+                        quarantine.add(Rejected(item.index, item.origin, item.id, "duplicate_id"))
+                        continue
+                    seen.add(key)
+                summary.fixed.update(item.fixes)
+                displaced = holdout.offer(item.id, item.index, to_row(item, checked))
+                if displaced is not None:
+                    _write(main, displaced, settings.split)
+        val = ShardWriter(out_dir, VAL_PREFIX, settings.shard_rows)
+        for row in holdout.drain():
+            _write(val, row, VAL_PREFIX)
+        for split, writer in ((settings.split, main), (VAL_PREFIX, val)):
+            files = writer.close()
+            if files:
+                summary.rows_out[split] = writer.rows_written
+                summary.files[split] = [str(path) for path in files]
+    finally:
+        quarantine.close()
+    summary.quarantined = quarantine.counts
+    summary.quarantine_file = str(out_dir / QUARANTINE_FILE)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    return sorted(value) if isinstance(value, set | frozenset) else str(value)
+
+
+def write_manifest(out_dir: Path, summary: Summary, settings: dict[str, Any]) -> Path:
+    """`manifest.json`: the settings and the summary, including the shard lists to pass to verl."""
+    path = out_dir / MANIFEST_FILE
+    document = {"settings": settings, "summary": summary.to_dict()}
+    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    return path

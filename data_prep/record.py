@@ -1,0 +1,46 @@
+"""One input row in a dataset-neutral form, so every source goes through the same checks and writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Record:
+    """A question with its images and gold answer, as read from a source, before any check.
+
+    `index` is the row's position in the whole input (unique, stable across reruns with other filters); `origin`
+    says where it came from (`file:row`) for the quarantine log. `images` holds raw bytes, None where a row names an
+    image that could not be found.
+    """
+
+    index: int
+    origin: str
+    id: str | None
+    question: str | None
+    images: list[bytes | None]
+    answer: str | None
+    data_source: str
+    ability: str
+    source: str | None = None
+    answer_type: str | None = None
+    choices: list[str] | None = None
+    benchmark: str | None = None
+    precision: int | None = None
+    tolerance: float | None = None
+    pass_rate: float | None = None
+    teacher_response: str | None = None
+    group: str | None = None
+    multi_letter: bool = False
+    fixes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Rejected:
+    """A row that cannot become a `Record` (or failed a check), with the reason it is quarantined."""
+
+    index: int
+    origin: str
+    id: str | None
+    reason: str
+    detail: str = ""
