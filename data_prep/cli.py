@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.budget import PromptBudget
-from data_prep.inputs import SchemaError
+from data_prep.inputs import InputError
 from data_prep.pipeline import Settings, Summary, convert, write_manifest
 from data_prep.templates import DEFAULT_TEMPLATE, TEMPLATES
 from data_prep.writer import DEFAULT_SHARD_ROWS
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_filter(args)
         else:
             summary = _convert(args)
-    except (SchemaError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         print(f"data_prep: {exc}", file=sys.stderr)
         return 2
     print(summary.format())

@@ -18,7 +18,11 @@ import pyarrow.parquet as pq
 DATA_SUFFIXES = (".parquet", ".json", ".jsonl")
 
 
-class SchemaError(ValueError):
+class InputError(ValueError):
+    """Input the run cannot use as given; the command stops with the message and exit status 2."""
+
+
+class SchemaError(InputError):
     """A file lacks a column the conversion needs, or the column has the wrong type; the run stops."""
 
     def __init__(self, path: str | Path, column: str, detail: str = "missing required column") -> None:

@@ -73,6 +73,7 @@ class Summary:
     filtered: Counter[str] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
     fixed: Counter[str] = field(default_factory=Counter)
+    scoring: Counter[str] = field(default_factory=Counter)
     files: dict[str, list[str]] = field(default_factory=dict)
     quarantine_file: str = ""
     seconds: float = 0.0
@@ -93,7 +94,8 @@ class Summary:
             f"{sum(self.filtered.values())} filtered, {sum(self.quarantined.values())} quarantined "
             f"in {self.seconds:.1f} s ({rate:.0f} rows/s)"
         ]
-        for label, counts in (("filtered", self.filtered), ("quarantined", self.quarantined), ("fixed", self.fixed)):
+        groups = ("filtered", "quarantined", "fixed", "scoring")
+        for label, counts in ((name, getattr(self, name)) for name in groups):
             lines += [f"  {label:<12} {reason:<24} {n}" for reason, n in sorted(counts.items())]
         if self.quarantined:
             lines.append(f"  quarantine log: {self.quarantine_file}")
