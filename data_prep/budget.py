@@ -5,7 +5,8 @@ with "Image features and image tokens do not match". Counting here moves that fa
 named in the quarantine log.
 
 - With `--processor PATH` (the training model's processor) the count is exact: the chat template is applied as verl
-  applies it, and each image contributes the number of visual tokens the processor's own resize gives.
+  applies it, and each image is resized as verl prepares it (qwen_vl_utils rounds the sides to the merge factor
+  within 4 to 16,384 tokens, then the processor applies its own pixel range) and counted.
 - Without one it is an estimate: one token per 3 characters plus a fixed chat-template allowance, and visual tokens
   for Qwen3-VL (16 px patches merged 2x2) resized into the NPO authors' pixel range (262,144 to 1,048,576 pixels).
 """
@@ -20,20 +21,29 @@ ESTIMATE_TEMPLATE_TOKENS = 32
 ESTIMATE_FACTOR = 32  # patch 16 x merge 2
 ESTIMATE_MIN_PIXELS = 262_144
 ESTIMATE_MAX_PIXELS = 1_048_576
+VERL_MIN_TOKENS, VERL_MAX_TOKENS = 4, 16_384  # qwen_vl_utils' range when verl fetches an image
 IMAGE_TAG = "<image>"
 
 
+def fit(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) rounded to multiples of `factor`, then scaled (keeping the aspect) into the pixel range."""
+    h, w = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        h, w = (
+            max(factor, math.floor(height / scale / factor) * factor),
+            max(factor, math.floor(width / scale / factor) * factor),
+        )
+    elif h * w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * scale / factor) * factor, math.ceil(width * scale / factor) * factor
+    return w, h
+
+
 def estimated_visual_tokens(width: int, height: int) -> int:
-    """Visual tokens of one image: sides rounded to the merge factor, then scaled into the pixel range."""
-    f = ESTIMATE_FACTOR
-    h, w = max(f, round(height / f) * f), max(f, round(width / f) * f)
-    if h * w > ESTIMATE_MAX_PIXELS:
-        scale = math.sqrt(height * width / ESTIMATE_MAX_PIXELS)
-        h, w = max(f, math.floor(height / scale / f) * f), max(f, math.floor(width / scale / f) * f)
-    elif h * w < ESTIMATE_MIN_PIXELS:
-        scale = math.sqrt(ESTIMATE_MIN_PIXELS / (height * width))
-        h, w = math.ceil(height * scale / f) * f, math.ceil(width * scale / f) * f
-    return (h // f) * (w // f)
+    """Visual tokens of one image under the estimate's Qwen3-VL settings."""
+    w, h = fit(width, height, ESTIMATE_FACTOR, ESTIMATE_MIN_PIXELS, ESTIMATE_MAX_PIXELS)
+    return (w // ESTIMATE_FACTOR) * (h // ESTIMATE_FACTOR)
 
 
 def _content_parts(prompt: str) -> list[dict]:
@@ -71,7 +81,10 @@ class PromptBudget:
         messages = [{"role": "user", "content": _content_parts(prompt)}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(ids) - len(sizes) + sum(self._visual_tokens(w, h) for w, h in sizes)  # one placeholder per image
+
+    def _visual_tokens(self, width: int, height: int) -> int:
         image_processor = self.processor.image_processor
-        merge = image_processor.merge_size**2
-        visual = sum(image_processor.get_number_of_image_patches(h, w, {}) // merge for w, h in sizes)
-        return len(ids) - len(sizes) + visual  # the template leaves one placeholder token per image
+        factor = image_processor.patch_size * image_processor.merge_size
+        width, height = fit(width, height, factor, VERL_MIN_TOKENS * factor**2, VERL_MAX_TOKENS * factor**2)
+        return image_processor.get_number_of_image_patches(height, width, {}) // image_processor.merge_size**2
