@@ -52,9 +52,6 @@ class GuidePool:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._by_key
-
     def add(self, key: str, entry: PromptGuides) -> None:
         """Record the guide's result on one prompt; a later add for the same prompt replaces it."""
         self._by_key[str(key)] = entry
