@@ -1,0 +1,109 @@
+"""RayNPOTrainer's seams without Ray: which steps inject, save, validate, and how look-ahead steps are logged.
+
+verl's own trainer tests build trainers with ``__new__`` and fakes; these do the same.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from verl import DataProto
+
+from npo_ext.config import Intervention, NPOConfig
+from npo_ext.fork import ForkManager, ForkState, Phase
+from npo_ext.guide_pool import GuideSample, PromptGuides
+from recipes.npo.npo_ray_trainer import GuidedRollout, RayNPOTrainer, npo_summary
+
+EOS, PAD = 2, 0
+
+
+class FakeRollout:
+    """Two prompts x two responses, all wrong, like verl's agent loop output."""
+
+    def generate_sequences(self, prompts: DataProto) -> DataProto:
+        n = len(prompts)
+        out = DataProto.from_dict(
+            tensors={
+                "prompts": torch.full((n, 3), 7),
+                "responses": torch.tensor([[9, EOS, PAD]] * n),
+                "input_ids": torch.cat([torch.full((n, 3), 7), torch.tensor([[9, EOS, PAD]] * n)], 1),
+                "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0]] * n),
+                "response_mask": torch.tensor([[1, 1, 0]] * n),
+                "position_ids": torch.arange(6).repeat(n, 1),
+                "rm_scores": torch.zeros(n, 3),
+            },
+            non_tensors={"acc": np.zeros(n), "score": np.zeros(n)},
+        )
+        out.meta_info["reward_extra_keys"] = ["acc", "score"]
+        return out
+
+
+def make_trainer(tmp_path, phase=Phase.GUIDED):
+    trainer = RayNPOTrainer.__new__(RayNPOTrainer)
+    trainer.config = OmegaConf.create(
+        {"actor_rollout_ref": {"rollout": {"n": 2}}, "trainer": {"default_local_dir": str(tmp_path), "save_freq": 1}}
+    )
+    trainer.npo = NPOConfig()
+    trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
+    trainer.fork_manager = ForkManager((Intervention(2, 2, 2),), tmp_path / "npo")
+    trainer.fork_manager.state = ForkState(phase, Intervention(2, 2, 2) if phase != Phase.IDLE else None)
+    trainer.fork_manager.pool.add("10", PromptGuides(8, 1, [GuideSample((5, 6, EOS), 1.0, 4)]))
+    trainer.fork_manager.pool.add("11", PromptGuides(8, 0, []))  # the guide tried and failed
+    trainer._reward_scorer = SimpleNamespace(score=lambda row, ids: {"score": 1.0, "acc": 1.0})
+    trainer._pending_metrics = {}
+    trainer.global_steps = 3
+    return trainer
+
+
+def prompts(validate=False):
+    batch = DataProto.from_dict(
+        non_tensors={
+            "uid": np.array(["a", "a", "b", "b"], dtype=object),
+            "index": np.array([10, 10, 11, 11]),
+            "data_source": np.array(["d"] * 4, dtype=object),
+            "reward_model": np.array([{"ground_truth": "1"}] * 4, dtype=object),
+            "extra_info": np.array([{}] * 4, dtype=object),
+        }
+    )
+    batch.meta_info["validate"] = validate
+    return batch
+
+
+def test_guided_training_batches_get_guides_and_metrics(tmp_path):
+    trainer = make_trainer(tmp_path)
+    out = GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts())
+    assert out.batch["is_guide"].tolist() == [False, True, False, False]
+    assert out.batch["responses"][1].tolist() == [5, 6, EOS]
+    assert trainer._pending_metrics["npo/inject/replaced"] == 1.0
+    assert trainer._pending_metrics["npo/inject/no_guide"] == 1.0
+    assert trainer._pending_metrics["npo/signal/q"] == 0.5  # of 2 failed prompts, the guide solved 1
+    assert trainer._pending_metrics["npo/time/step_overhead_s"] > 0
+
+
+def test_validation_and_non_guided_phases_are_untouched(tmp_path):
+    trainer = make_trainer(tmp_path)
+    out = GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts(validate=True))
+    assert "is_guide" not in out.batch.keys()
+    for phase in (Phase.IDLE, Phase.LOOKAHEAD):
+        trainer = make_trainer(tmp_path, phase)
+        out = GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts())
+        assert "is_guide" not in out.batch.keys() and not trainer._pending_metrics
+
+
+def test_lookahead_steps_skip_checkpoints_and_validation(tmp_path):
+    trainer = make_trainer(tmp_path, Phase.LOOKAHEAD)
+    trainer._save_checkpoint()
+    assert not list(tmp_path.glob("global_step_*")), "look-ahead weights are never checkpointed"
+    assert trainer._validate() == {}
+    trainer.global_steps = 2  # validation before the first look-ahead step (e.g. val_before_train on resume) runs
+    assert trainer._in_lookahead_step() is False
+
+
+def test_summary_line_names_phase_events_and_numbers():
+    line = npo_summary(
+        5,
+        {"npo/phase": 4.0, "npo/event/rollback": 1.0, "npo/inject/replaced": 2.0, "critic/score/mean": 0.25},
+    )
+    assert line == "[npo] step=5 phase=guided rollback score=0.25 replaced=2"
+    assert "phase=lookahead" in npo_summary(2, {"npo/lookahead/offset": 1.0})
