@@ -25,7 +25,7 @@ def _verl_dataset(files: list[Path], model: Path, cache: Path, max_prompt_length
             "image_key": "images",
             "prompt_key": "prompt",
             "filter_overlong_prompts": True,
-            "filter_overlong_prompts_workers": 1,
+            "filter_overlong_prompts_workers": None,  # in-process: no fork after torch has run in this process
             "cache_dir": str(cache),
         }
     )
