@@ -191,8 +191,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_manifest(out_dir: Path, summary: Summary, settings: dict[str, Any]) -> Path:
-    """`manifest.json`: the settings and the summary, including the shard lists to pass to verl."""
+    """`manifest.json`: the settings, the summary, and each split's shards as a Hydra list for `data.train_files` /
+    `data.val_files` (verl wants files, not a folder)."""
     path = out_dir / MANIFEST_FILE
-    document = {"settings": settings, "summary": summary.to_dict()}
+    lists = {split: "[" + ",".join(str(Path(f).resolve()) for f in fs) + "]" for split, fs in summary.files.items()}
+    document = {"settings": settings, "summary": summary.to_dict(), "verl_files": lists}
     path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
     return path

@@ -68,6 +68,8 @@ def test_every_bad_row_is_quarantined_with_its_reason(mmfr_dir, tmp_path: Path) 
     assert summary["quarantined"]["empty_answer"] == 3 and summary["quarantined"]["corrupt_image"] == 2
     assert summary["fixed"] == {"image_tag_added": 1}
     assert summary["rows_out"] == {"train": 18, "val": 4}
+    hydra = json.loads((tmp_path / "out" / "manifest.json").read_text())["verl_files"]
+    assert hydra["val"] == f"[{(tmp_path / 'out' / 'val-00000.parquet').resolve()}]"
 
 
 def test_rows_follow_the_explicit_schema_and_feed_the_reward(mmfr_dir, tmp_path: Path) -> None:
