@@ -14,6 +14,7 @@ named in the quarantine log.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 ESTIMATE_CHARS_PER_TOKEN = 3
@@ -62,6 +63,7 @@ class PromptBudget:
     def __init__(self, max_tokens: int, processor_path: str | None = None) -> None:
         self.max_tokens = max_tokens
         self.processor = None
+        self._lock = threading.Lock()  # checks run on threads; a fast tokenizer must not be entered twice at once
         if processor_path:
             from transformers import AutoProcessor
 
@@ -79,8 +81,9 @@ class PromptBudget:
             text = len(prompt.replace(IMAGE_TAG, "")) / ESTIMATE_CHARS_PER_TOKEN
             return math.ceil(text) + ESTIMATE_TEMPLATE_TOKENS + sum(estimated_visual_tokens(w, h) for w, h in sizes)
         messages = [{"role": "user", "content": _content_parts(prompt)}]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self._lock:
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
         return len(ids) - len(sizes) + sum(self._visual_tokens(w, h) for w, h in sizes)  # one placeholder per image
 
     def _visual_tokens(self, width: int, height: int) -> int:

@@ -12,6 +12,7 @@ the file and the column).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def _conversion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processor", default=None, help="training model folder: exact token counts")
     parser.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="threads for the row checks (image decoding)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,14 +99,23 @@ def _convert(args: argparse.Namespace) -> Summary:
         need_pass_rate = args.pass_rate is not None
         source: Any = MMFineReasonSource(args.input, need_pass_rate=need_pass_rate, teacher=not args.no_teacher)
         settings = Settings(
-            args.template, budget, args.val_size, args.seed, args.shard_rows, args.pass_rate, args.exclude_types
+            args.template,
+            budget,
+            args.val_size,
+            args.seed,
+            args.shard_rows,
+            args.pass_rate,
+            args.exclude_types,
+            workers=args.workers,
         )
     else:
         from data_prep.benchmarks import BenchmarkSource
 
         source = BenchmarkSource(args.name, args.input)
         prefix = source.name.lower()
-        settings = Settings(args.template, budget, 0, args.seed, args.shard_rows, prefix=prefix, split="test")
+        settings = Settings(
+            args.template, budget, 0, args.seed, args.shard_rows, prefix=prefix, split="test", workers=args.workers
+        )
     summary = convert(source, args.output, settings)
     write_manifest(args.output, summary, {k: v for k, v in vars(args).items() if k != "func"})
     return summary

@@ -2,9 +2,12 @@
 
 Per row: optional filters (pass-rate range, excluded answer types; counted, not quarantined, because they are
 choices, not defects), then the checks (`data_prep.checks`), then the duplicate-id rule, then the validation holdout
-and the shard writers. Nothing is held per row except an 8-byte id hash for duplicate detection, read in a first
-pass over the id column only (1 MB per 123K rows); rows themselves are held only in one row group per writer and in
-the validation candidates.
+and the shard writers. Filters and checks of a chunk of 64 rows run on a few threads (image decoding dominates and
+releases the GIL); everything after them runs in input order, so the output does not depend on the thread count.
+
+Nothing is held per row except an 8-byte id hash for duplicate detection, read in a first pass over the id column
+only (1 MB per 123K rows); rows themselves are held only in one input row group, one chunk of checks, one output row
+group per writer, and the validation candidates.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.budget import PromptBudget
-from data_prep.checks import check
+from data_prep.checks import Checked, check
 from data_prep.holdout import Holdout
 from data_prep.quarantine import QUARANTINE_FILE, Quarantine
 from data_prep.record import Record, Rejected
@@ -33,6 +38,7 @@ from data_prep.writer import DEFAULT_SHARD_ROWS, ShardWriter, remove_shards
 from verifiers.answer_types import classify
 
 MANIFEST_FILE = "manifest.json"
+CHUNK_ROWS = 64
 VAL_PREFIX = "val"
 _PASS_RATE_SLACK = 1e-9
 
@@ -45,7 +51,7 @@ class Source(Protocol):
 
     def ids(self) -> Iterator[str | None]: ...
 
-    def records(self) -> Iterator[Record | Rejected]: ...
+    def records(self) -> Iterator[Record]: ...
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Settings:
     exclude_types: frozenset[str] = frozenset()
     prefix: str = "train"
     split: str = "train"
+    workers: int = 1
 
 
 @dataclass
@@ -128,6 +135,20 @@ def _filter_reason(record: Record, settings: Settings) -> tuple[str | None, str 
     return None, None
 
 
+def _judge(record: Record, settings: Settings) -> Checked | Rejected | str:
+    """A row's fate before the duplicate rule: a filter reason, a quarantine `Rejected`, or its `Checked` form."""
+    reason, answer_type = _filter_reason(record, settings)
+    return reason or check(record, settings.template, settings.budget, answer_type)
+
+
+def _judged(records: Iterator[Record], settings: Settings) -> Iterator[tuple[Record, Checked | Rejected | str]]:
+    """Rows with their judgement, in input order. A chunk's checks run on `settings.workers` threads: they are mostly
+    image decoding, which releases the GIL. Only one chunk of rows is in flight."""
+    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
+        while chunk := list(islice(records, CHUNK_ROWS)):
+            yield from zip(chunk, pool.map(lambda record: _judge(record, settings), chunk), strict=True)
+
+
 def _write(writer: ShardWriter, row: dict[str, Any], split: str) -> None:
     row["extra_info"]["split"] = split
     writer.write(row)
@@ -146,19 +167,14 @@ def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
     holdout = Holdout(settings.val_size, settings.seed)
     try:
         with tqdm(total=source.total, desc=source.name, unit="row", file=sys.stderr) as bar:
-            for item in source.records():
+            for item, verdict in _judged(source.records(), settings):
                 summary.rows_in += 1
                 bar.update(1)
-                if isinstance(item, Rejected):
-                    quarantine.add(item)
+                if isinstance(verdict, str):
+                    summary.filtered[verdict] += 1
                     continue
-                reason, answer_type = _filter_reason(item, settings)
-                if reason:
-                    summary.filtered[reason] += 1
-                    continue
-                checked = check(item, settings.template, settings.budget, answer_type)
-                if isinstance(checked, Rejected):
-                    quarantine.add(checked)
+                if isinstance(verdict, Rejected):
+                    quarantine.add(verdict)
                     continue
                 key = id_key(item.id)
                 if key in duplicates:
@@ -167,7 +183,7 @@ def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
                         continue
                     seen.add(key)
                 summary.fixed.update(item.fixes)
-                displaced = holdout.offer(item.id, item.index, to_row(item, checked))
+                displaced = holdout.offer(item.id, item.index, to_row(item, verdict))
                 if displaced is not None:
                     _write(main, displaced, settings.split)
         val = ShardWriter(out_dir, VAL_PREFIX, settings.shard_rows)

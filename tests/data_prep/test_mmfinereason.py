@@ -203,3 +203,11 @@ def test_multi_image_rows_get_their_missing_tags(kit, tmp_path: Path) -> None:
     (row,) = _rows(tmp_path / "out")
     assert row["prompt"][0]["content"].startswith("<image><image>Which")
     assert [i["bytes"] for i in row["images"]] == [two[0]["bytes"], two[1]["bytes"]]
+
+
+def test_the_output_does_not_depend_on_the_number_of_threads(mmfr_dir, tmp_path: Path) -> None:
+    raw, _ = mmfr_dir
+    for workers in ("1", "3"):
+        assert _convert(raw, tmp_path / workers, "--val-size", "3", "--workers", workers) == 0
+    for name in ("train-00000.parquet", "val-00000.parquet", "quarantine.jsonl"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "3" / name).read_bytes(), name
