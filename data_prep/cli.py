@@ -51,7 +51,6 @@ def _conversion_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--processor", default=None, help="training model folder: exact token counts")
     parser.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="threads for the row checks (image decoding)"
     )
@@ -67,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     mm.add_argument("--input", required=True, help="folder, glob or file of MMFineReason parquet shards")
     mm.add_argument("--pass-rate", type=pass_rate_range, default=None, help="keep LO <= pass_rate <= HI")
     mm.add_argument("--val-size", type=int, default=500, help="validation rows (0: no split)")
+    mm.add_argument("--seed", type=int, default=0, help="picks the validation rows")
     mm.add_argument("--exclude-types", type=_types, default=frozenset(), help="answer types to leave out, e.g. text")
     mm.add_argument("--no-teacher", action="store_true", help="leave out the 235B teacher trace")
     _conversion_options(mm)
@@ -114,7 +114,7 @@ def _convert(args: argparse.Namespace) -> Summary:
         source = BenchmarkSource(args.name, args.input)
         prefix = source.name.lower()
         settings = Settings(
-            args.template, budget, 0, args.seed, args.shard_rows, prefix=prefix, split="test", workers=args.workers
+            args.template, budget, shard_rows=args.shard_rows, prefix=prefix, split="test", workers=args.workers
         )
     summary = convert(source, args.output, settings)
     write_manifest(args.output, summary, {k: v for k, v in vars(args).items() if k != "func"})
