@@ -17,6 +17,8 @@ import math
 import threading
 from collections.abc import Sequence
 
+from data_prep.inputs import InputError
+
 ESTIMATE_CHARS_PER_TOKEN = 3
 ESTIMATE_TEMPLATE_TOKENS = 32
 ESTIMATE_FACTOR = 32  # patch 16 x merge 2
@@ -69,7 +71,7 @@ class PromptBudget:
 
             self.processor = AutoProcessor.from_pretrained(processor_path)
             if getattr(self.processor, "image_processor", None) is None:
-                raise ValueError(f"{processor_path}: not a multimodal processor (no image processor)")
+                raise InputError(f"{processor_path}: not a multimodal processor (no image processor)")
 
     @property
     def enabled(self) -> bool:

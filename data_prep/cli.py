@@ -6,7 +6,7 @@
     python -m data_prep benchmark NAME --input PATH --output DIR [--template NAME]
 
 Exit status: 0 when rows were written, 1 when no row survived, 2 for a schema or input error (the message names
-the file and the column).
+the file and the column) or an unreadable path.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_filter(args)
         else:
             summary = _convert(args)
-    except (InputError, FileNotFoundError) as exc:
+    except (InputError, OSError) as exc:  # a schema error, or a path that cannot be read or written
         print(f"data_prep: {exc}", file=sys.stderr)
         return 2
     print(summary.format())

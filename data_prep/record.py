@@ -37,7 +37,7 @@ class Record:
 
 @dataclass
 class Rejected:
-    """A row that cannot become a `Record` (or failed a check), with the reason it is quarantined."""
+    """A row that failed a check, with the reason it is quarantined (see `data_prep.checks.REASONS`)."""
 
     index: int
     origin: str

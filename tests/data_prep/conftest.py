@@ -97,6 +97,7 @@ def bad_rows(start: int) -> dict[str, dict[str, Any]]:
         "duplicate_id": mmfr_row(start + 11, id="mmfr-0"),
         "dup_first_bad": mmfr_row(start + 12, id="twice", answer=None),
         "dup_kept": mmfr_row(start + 13, id="twice"),
+        "empty_question": mmfr_row(start + 14, question=" "),
     }
 
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from data_prep.checks import REASONS
 from data_prep.cli import main
 from data_prep.schema import OUTPUT_SCHEMA
 from data_prep.templates import TEMPLATES
@@ -49,12 +50,13 @@ def test_every_bad_row_is_quarantined_with_its_reason(mmfr_dir, tmp_path: Path) 
         "prompt_too_long": "prompt_too_long",
         "stray_media_tag": "stray_media_tag",
         "dup_first_bad": "empty_answer",
+        "empty_question": "empty_question",
     }
     for key, reason in expected.items():
         assert by_id[bad[key]["id"]] == [reason], key
     assert by_id[None] == ["missing_id"]
     assert by_id["mmfr-0"] == ["duplicate_id"], "the later copy of a duplicated id is quarantined"
-    assert len(reasons) == 12
+    assert len(reasons) == 13 and set(reasons.values()) == set(REASONS), "every quarantine reason is exercised"
 
     rows = _rows(tmp_path / "out")
     ids = [r["extra_info"]["id"] for r in rows]
@@ -64,7 +66,7 @@ def test_every_bad_row_is_quarantined_with_its_reason(mmfr_dir, tmp_path: Path) 
     assert fixed["prompt"][0]["content"].startswith("<image>What is shown?")
 
     summary = _manifest(tmp_path / "out")
-    assert summary["rows_in"] == 34 == summary["total_out"] + sum(summary["quarantined"].values())
+    assert summary["rows_in"] == 35 == summary["total_out"] + sum(summary["quarantined"].values())
     assert summary["quarantined"]["empty_answer"] == 3 and summary["quarantined"]["corrupt_image"] == 2
     assert summary["fixed"] == {"image_tag_added": 1}
     assert summary["rows_out"] == {"train": 18, "val": 4}
