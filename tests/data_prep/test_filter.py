@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from data_prep.schema import OUTPUT_SCHEMA
 
 ROWS = 10
 K = 4
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Canned:
@@ -106,6 +110,48 @@ def test_a_killed_run_resumes_without_rescoring_or_duplicating(converted: Path, 
     assert sorted(s["index"] for s in scores) == list(range(ROWS)), "one score line per row, the cut one dropped"
     assert sorted(_kept(out)) == list(range(ROWS))
     assert json.loads((out / "manifest.json").read_text())["summary"]["scoring"]["resumed"] == len(done)
+
+
+STALLING_RUN = """
+import sys, time
+from data_prep import difficulty
+from data_prep.cli import main
+
+class Stalls:
+    calls = 0
+
+    def generate(self, samples):
+        Stalls.calls += 1
+        if Stalls.calls > 2:
+            time.sleep(600)  # killed here
+        return ["<answer>-1</answer>"] * len(samples)
+
+difficulty.make_generator = lambda config, data: Stalls()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigkilled_process_resumes_where_it_stopped(converted: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "filtered"
+    args = ["filter", "--input", str(converted), "--output", str(out), "--model", "unused", "--k", str(K)]
+    args += ["--backend", "transformers", "--batch-size", "2", "--pass-rate", "0,1"]
+    process = subprocess.Popen([sys.executable, "-c", STALLING_RUN, *args], cwd=ROOT, stderr=subprocess.DEVNULL)
+    log = out / difficulty.SCORES_FILE
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 4) and process.poll() is None:
+        assert time.monotonic() < deadline, "the stalling run never scored its first two batches"
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no cleanup, no flush beyond what the filter already synced
+    process.wait()
+    done = {s["index"] for s in _scores(out)}
+    assert len(done) == 4
+
+    generator = Canned()
+    _use(monkeypatch, generator)
+    assert _filter(converted, out, "--pass-rate", "0,1") == 0
+    assert {int(i) for call in generator.calls for i in call} == set(range(ROWS)) - done
+    assert sorted(s["index"] for s in _scores(out)) == list(range(ROWS))
+    assert sorted(_kept(out)) == list(range(ROWS))
 
 
 def test_a_finished_run_reruns_without_a_model_and_other_settings_are_refused(
