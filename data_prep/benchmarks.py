@@ -41,11 +41,11 @@ from data_prep.inputs import (
     resolve,
 )
 from data_prep.record import Record
+from verifiers.choice import LETTERS
 
 _NUMBERED_TAG = re.compile(r"<image[\s_]*(\d+)>", re.IGNORECASE)
 _OPTION_SPLIT = re.compile(r"(?:^|;|\n)\s*([A-J])\s*[.:：．]\s*")
 _VARIANT = re.compile(r"(?:variant|sample)[_-]?(\d+)", re.IGNORECASE)
-LETTERS = "ABCDEFGHIJ"
 DYNAMATH_TOLERANCE = 1e-3
 
 
@@ -90,8 +90,8 @@ def place_images(text: str, images: dict[int, bytes | None]) -> tuple[str, list[
 
 
 def options_block(choices: Sequence[str]) -> str:
-    """The options appended to a question: one `A. text` line each."""
-    return "\nOptions:\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+    """The options appended to a question: one `A. text` line each (the verifier's letters, A to J)."""
+    return "\nOptions:\n" + "\n".join(f"{letter}. {c}" for letter, c in zip(LETTERS, choices, strict=False))
 
 
 def parse_option_string(text: str | None) -> list[str] | None:
@@ -110,7 +110,7 @@ def parse_options(value: Any) -> list[str] | None:
     if isinstance(value, str):
         try:
             value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # hostile strings stay harmless
             return None
     if isinstance(value, list | tuple) and value:
         return [str(v) for v in value]
