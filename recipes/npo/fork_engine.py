@@ -18,7 +18,6 @@ import torch
 from verl import DataProto
 
 from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
-from npo_ext.persist import NPOStateError
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -35,16 +34,18 @@ class VerlForkEngine:
     # --- snapshots -----------------------------------------------------------------------------------------------
 
     def save_snapshot(self, directory: Path, step: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step)
+        self._save_actor(directory, step)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
+        self._save_actor(directory, step)
+
+    def _save_actor(self, directory: Path, step: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step)
 
     def load_guide_checkpoint(self, directory: Path) -> None:
-        self._load_actor(directory / "actor", "guide checkpoint")
+        self.trainer.load_actor(directory / "actor", "guide checkpoint")
         self.trainer.checkpoint_manager.update_weights(self.trainer.global_steps)
 
     def rollback(self, snapshot: Path, step: int) -> None:
@@ -68,12 +69,6 @@ class VerlForkEngine:
             trainer._save_checkpoint()
         finally:
             trainer.global_steps = fork_step + 1
-
-    def _load_actor(self, path: Path, what: str) -> None:
-        try:
-            self.trainer.actor_rollout_wg.load_checkpoint(str(path))
-        except Exception as e:  # surface the path: a corrupt snapshot must never be trained on silently
-            raise NPOStateError(f"could not load the {what} at {path}: {e}") from e
 
     # --- guide collection ----------------------------------------------------------------------------------------
 

@@ -133,13 +133,20 @@ class RayNPOTrainer(RayPPOTrainer):
         completed = self.global_steps - 1  # fit() has already advanced to the step it is about to run
         self._pending_metrics.update(self.fork_manager.advance(completed, self.fork_engine))
 
+    def load_actor(self, path: Path, what: str) -> None:
+        """Load weights, optimizer, scheduler and RNG; a corrupt checkpoint fails loudly, naming the path."""
+        try:
+            self.actor_rollout_wg.load_checkpoint(str(path))
+        except Exception as e:
+            raise NPOStateError(f"could not load the {what} at {path}: {e}") from e
+
     def restore_folder(self, folder: Path, step: int, what: str) -> None:
         """Load actor state and data position from a checkpoint-layout folder and set the completed-step count."""
+        self.load_actor(folder / "actor", what)
         try:
-            self.actor_rollout_wg.load_checkpoint(str(folder / "actor"))
             state = torch.load(folder / "data.pt", weights_only=False)
-        except Exception as e:  # a corrupt snapshot must fail loudly, naming the path
-            raise NPOStateError(f"could not load the {what} at {folder}: {e}") from e
+        except Exception as e:
+            raise NPOStateError(f"could not load the {what} data position at {folder / 'data.pt'}: {e}") from e
         self.train_dataloader.load_state_dict(state)
         self.global_steps = step
 
