@@ -55,8 +55,9 @@ class NPOConfig:
     guide_min_acc: float = 1.0
     guide_select: str = "first"
     max_guides_per_prompt: int = 1
-    # Non-tensor field that identifies a prompt across steps (verl's RLHFDataset copies extra_info.index here).
-    prompt_key: str = "index"
+    # Non-tensor fields whose values, joined, identify a prompt across steps (verl's RLHFDataset copies
+    # extra_info.index into `index`). With the data source in the key, datasets that each number from 0 don't collide.
+    prompt_key: tuple[str, ...] = ("data_source", "index")
     # Where fork snapshots, guide pools and the NPO state live; empty = <trainer.default_local_dir>/npo.
     state_dir: str = ""
     # Save a real checkpoint at the fork step right after rollback, so a kill during the guided window resumes
@@ -72,6 +73,8 @@ class NPOConfig:
             raise NPOConfigError(f"npo.slot must be one of {SLOT_POLICIES}, got {self.slot!r}")
         if self.guide_select not in GUIDE_SELECT_POLICIES:
             raise NPOConfigError(f"npo.guide_select must be one of {GUIDE_SELECT_POLICIES}, got {self.guide_select!r}")
+        if not self.prompt_key or not all(isinstance(f, str) and f for f in self.prompt_key):
+            raise NPOConfigError(f"npo.prompt_key must name one or more batch fields, got {list(self.prompt_key)}")
         for name in ("slots_per_group", "guide_n", "max_guides_per_prompt"):
             if getattr(self, name) < 1:
                 raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
@@ -89,6 +92,9 @@ class NPOConfig:
             raise NPOConfigError(f"unknown npo option(s): {', '.join('npo.' + k for k in unknown)}")
         items = raw.get("interventions") or []
         raw["interventions"] = tuple(_parse_intervention(i, item) for i, item in enumerate(items))
+        if "prompt_key" in raw:
+            key = raw["prompt_key"]
+            raw["prompt_key"] = (key,) if isinstance(key, str) else tuple(key or ())
         return cls(**raw)
 
     def check_against_run(self, *, rollout_n: int, total_steps: int, steps_per_epoch: int) -> None:

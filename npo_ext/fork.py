@@ -185,14 +185,18 @@ class ForkManager:
 
     # --- the transition function -------------------------------------------------------------------------------
 
-    def advance(self, completed: int, engine: ForkEngine) -> dict[str, float]:
-        """Run every transition due at this step boundary; returns ``npo/*`` metrics about what happened."""
+    def advance(self, completed: int, engine: ForkEngine, *, can_fork: bool = True) -> dict[str, float]:
+        """Run every transition due at this step boundary; returns ``npo/*`` metrics about what happened.
+
+        ``can_fork=False`` at the end of an epoch: a look-ahead may finish and roll back there, but a new fork waits
+        for the next epoch's first boundary, whose data position the snapshot must hold.
+        """
         metrics: dict[str, float] = {}
         while True:
             state = self.state
             iv = state.intervention
             if state.phase == Phase.IDLE:
-                iv = self.due(completed)
+                iv = self.due(completed) if can_fork else None
                 if iv is None:
                     return metrics
                 shutil.rmtree(self.fork_dir(iv), ignore_errors=True)  # leftovers of an attempt that died early
@@ -248,10 +252,13 @@ class ForkManager:
             engine.load_guide_checkpoint(self.guide_dir(iv))
             self._guide_weights_live = True
         first = self.state.collected_batches
+        window = GuidePool.load(self.pool_dir(iv), first)  # batches collected before a restart
         solved = prompts = 0
         with _timed(metrics, "npo/time/collect_s"):
             batches = engine.collect_guides(self.snapshot_dir(iv), first, iv.window - first, iv.at_step + iv.delta)
             for index, entries in batches:
+                for key, entry in entries.items():
+                    window.add(key, entry)  # a prompt key seen in an earlier window batch is an error
                 GuidePool.write_batch(self.pool_dir(iv), index, entries)
                 self._persist(ForkState(Phase.COLLECT, iv, index + 1))
                 prompts += len(entries)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from npo_ext.persist import NPOStateError, atomic_write_json, read_json
+from npo_ext.prompt_keys import DuplicatePromptKeyError
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,14 @@ class GuidePool:
         return len(self._by_key)
 
     def add(self, key: str, entry: PromptGuides) -> None:
-        """Record the guide's result on one prompt; a later add for the same prompt replaces it."""
-        self._by_key[str(key)] = entry
+        """Record the guide's result on one prompt; a key seen before means two prompts collide (an error)."""
+        key = str(key)
+        if key in self._by_key:
+            raise DuplicatePromptKeyError(
+                f"prompt key {key!r} appears in more than one prompt of the guided window; npo.prompt_key must "
+                "identify a prompt uniquely (verl sets index=0 for rows without extra_info.index)"
+            )
+        self._by_key[key] = entry
 
     def get(self, key: str) -> PromptGuides | None:
         return self._by_key.get(str(key))

@@ -58,13 +58,15 @@ def inject_guidance(
     prompt_keys: Sequence[str],
     spec: InjectionSpec,
     *,
-    eos_token_id: int,
+    eos_token_ids: Sequence[int],
     pad_token_id: int,
     reward_fn: RewardFn,
 ) -> dict[str, float]:
     """Overwrite gated slots of ``batch`` (a rollout output with rewards) in place; return ``npo/inject/*`` metrics.
 
-    ``prompt_keys[row]`` is the pool key of that row's prompt. The batch must carry ``uid`` and the accuracy
+    ``prompt_keys[row]`` is the pool key of that row's prompt. ``eos_token_ids`` are the ids generation stops on
+    (the tokenizer's first, then the generation config's); a guide that ends with none of them gets the first
+    appended. The batch must carry ``uid`` and the accuracy
     field ``spec.acc_key`` in ``non_tensor_batch``, and ``rm_scores`` with the score on the last response token.
     """
     nt = batch.non_tensor_batch
@@ -93,7 +95,7 @@ def inject_guidance(
         usable = min(spec.slots_per_group, len(guides), len(rows) - 1)
         written = 0
         for row, guide in zip(choose_slots(rows, scores, spec.slot, usable), guides, strict=False):
-            if _write_row(batch, row, list(guide.response_ids), eos_token_id, pad_token_id, reward_fn):
+            if _write_row(batch, row, list(guide.response_ids), eos_token_ids, pad_token_id, reward_fn):
                 is_guide[row] = True
                 written += 1
             else:
@@ -106,14 +108,14 @@ def inject_guidance(
 
 
 def _write_row(
-    batch: DataProto, row: int, ids: list[int], eos_token_id: int, pad_token_id: int, reward_fn: RewardFn
+    batch: DataProto, row: int, ids: list[int], eos_token_ids: Sequence[int], pad_token_id: int, reward_fn: RewardFn
 ) -> bool:
     """Write one guide response into ``row``; False if it cannot end with EOS inside the response budget."""
     td = batch.batch
     width = td["responses"].shape[1]
     prompt_width = td["prompts"].shape[1]
-    if not ids or ids[-1] != eos_token_id:
-        ids = ids + [eos_token_id]
+    if not ids or ids[-1] not in eos_token_ids:
+        ids = ids + [eos_token_ids[0]]
     if len(ids) > width:
         return False
     length = len(ids)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import types
 from typing import Any
 
@@ -153,5 +154,22 @@ def _gloo_process_group() -> None:
     distributed.initialize_global_process_group_ray = initialize_with_gloo
 
 
+def _keep_vllm_linear_weights() -> None:
+    """Keep vLLM's linear weights in place, so verl's weight sync has tensors to load into.
+
+    Where the CPU has vLLM's oneDNN kernels (AVX-512 builds), vLLM packs each linear weight into a oneDNN handle after
+    loading and frees the original tensor. verl pushes new weights with ``model.load_weights``, which then fails
+    ("Attempted to load weight ... into parameter (torch.Size([0]))"). With oneDNN off, vLLM's CPU linear layers run
+    ``torch.nn.functional.linear`` on the live weights. This runs inside vLLM's worker processes, which import verl
+    (and so this plugin) for the worker extension before they load the model.
+    """
+    if "vllm" not in sys.modules:
+        return
+    import vllm._custom_ops as vllm_ops
+
+    vllm_ops._supports_onednn = False
+
+
 if os.environ.get("VERL_PLATFORM", "").strip().lower() == PLATFORM_NAME:
     _gloo_process_group()
+    _keep_vllm_linear_weights()

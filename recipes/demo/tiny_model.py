@@ -97,7 +97,7 @@ def build_processor(tokenizer):
 
 
 def build_model(tokenizer, seed: int = 0):
-    """A random Qwen3-VL of about 0.5M parameters (hidden 64, 2 layers, 2-layer vision tower)."""
+    """A random Qwen3-VL of about 0.5M parameters (hidden 64, 2 layers of 2 heads x 32, 2-layer vision tower)."""
     import torch
     from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
@@ -109,11 +109,12 @@ def build_model(tokenizer, seed: int = 0):
             hidden_size=64,
             intermediate_size=128,
             num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
+            # head_dim 32: the smallest size vLLM's CPU attention supports, so the demo runs on both rollouts
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
             max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [6, 5, 5]},
             pad_token_id=pad_id,
             eos_token_id=eos_id,
             bos_token_id=None,
@@ -138,7 +139,8 @@ def build_model(tokenizer, seed: int = 0):
     )
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, do_sample=True)
+    # Like Qwen3-VL's own generation_config.json: generation stops on <|im_end|> and on <|endoftext|>.
+    model.generation_config = GenerationConfig(eos_token_id=[eos_id, pad_id], pad_token_id=pad_id, do_sample=True)
     return model
 
 

@@ -32,15 +32,19 @@ from verl import DataProto
 from verl.single_controller.ray import RayClassWithInitArgs
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import Role
+from verl.utils.fs import copy_to_local
+from verl.utils.model import get_generation_config
 
 from npo_ext.config import NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager, Phase
 from npo_ext.injection import InjectionSpec, align_guide_rollout_log_probs, guide_advantage_metrics, inject_guidance
 from npo_ext.persist import NPOStateError, atomic_write_json, read_json
+from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.npo.fork_engine import VerlForkEngine
+from recipes.npo.guards import check_verl_run_supports_npo
 from recipes.npo.replay_loader import ReplayableDataLoader
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,7 @@ class RayNPOTrainer(RayPPOTrainer):
         raw = OmegaConf.to_container(self.config.get("npo", {}) or {}, resolve=True)
         self.npo = NPOConfig.from_dict(raw)
         if self.npo.enable:
+            check_verl_run_supports_npo(self.config)
             self.npo.check_against_run(
                 rollout_n=self.config.actor_rollout_ref.rollout.n,
                 total_steps=self.total_training_steps,
@@ -128,10 +133,12 @@ class RayNPOTrainer(RayPPOTrainer):
 
     # --- the step boundary (called by the dataloader wrapper inside fit) ------------------------------------------
 
-    def _on_step_boundary(self, data_state_before_batch: dict[str, Any]) -> None:
+    def _on_step_boundary(self, data_state_before_batch: dict[str, Any], epoch_end: bool) -> None:
         self.data_state_at_boundary = data_state_before_batch
         completed = self.global_steps - 1  # fit() has already advanced to the step it is about to run
-        self._pending_metrics.update(self.fork_manager.advance(completed, self.fork_engine))
+        metrics = self.fork_manager.advance(completed, self.fork_engine, can_fork=not epoch_end)
+        self._pending_metrics.update(metrics)
+        self.fork_engine.wake_rollout()
 
     def load_actor(self, path: Path, what: str) -> None:
         """Load weights, optimizer, scheduler and RNG; a corrupt checkpoint fails loudly, naming the path."""
@@ -153,19 +160,26 @@ class RayNPOTrainer(RayPPOTrainer):
     # --- injection -----------------------------------------------------------------------------------------------
 
     def prompt_keys(self, non_tensor_batch: dict[str, Any]) -> list[str]:
-        """Stable per-prompt keys (``npo.prompt_key``); prompts of one batch must not share a key."""
-        field = self.npo.prompt_key
-        if field not in non_tensor_batch:
-            raise NPOConfigError(
-                f"npo.prompt_key={field!r} is not a field of the batch (have {sorted(non_tensor_batch)}); "
-                "set extra_info.index per row in the data, or choose another field"
-            )
-        return [str(value) for value in non_tensor_batch[field]]
+        """Stable per-row prompt keys (``npo.prompt_key``)."""
+        return prompt_keys(non_tensor_batch, self.npo.prompt_key)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id generation stops on: the tokenizer's EOS first, then the model's generation config's (vLLM
+        stops on both; Qwen-VL lists <|im_end|> and <|endoftext|>)."""
+        if not hasattr(self, "_eos_token_ids"):
+            ids = [self.tokenizer.eos_token_id]
+            generation = get_generation_config(copy_to_local(self.config.actor_rollout_ref.model.path))
+            extra = getattr(generation, "eos_token_id", None) if generation is not None else None
+            ids += extra if isinstance(extra, list) else [extra] if extra is not None else []
+            self._eos_token_ids = tuple(dict.fromkeys(i for i in ids if i is not None))
+        return self._eos_token_ids
 
     def inject(self, prompts: DataProto, output: DataProto) -> None:
         """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
         nt = prompts.non_tensor_batch
         keys = self.prompt_keys(nt)
+        check_one_prompt_per_key(keys, nt["uid"], self.npo.prompt_key)
         output.non_tensor_batch["uid"] = nt["uid"]
 
         def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
@@ -180,7 +194,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 self.fork_manager.pool,
                 keys,
                 spec,
-                eos_token_id=self.tokenizer.eos_token_id,
+                eos_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 reward_fn=reward_fn,
             )

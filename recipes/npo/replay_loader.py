@@ -1,7 +1,8 @@
 """A dataloader wrapper that lets NPO rewind the data stream under verl's unmodified ``fit()`` loop.
 
 ``fit()`` iterates ``for batch_dict in self.train_dataloader``. This wrapper keeps that loop intact and calls a
-hook at every step boundary, before the next batch is handed out. The hook may rewind the underlying
+hook at every step boundary: before each batch is handed out, and once more when the epoch runs out (a look-ahead
+may end exactly there and must still roll back inside this epoch). The hook may rewind the underlying
 ``StatefulDataLoader`` to an earlier state (a rollback); the wrapper then re-creates its iterator, so the replayed
 batches are exactly the ones the look-ahead saw.
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# on_boundary(state_before_next_batch, epoch_end)
+BoundaryHook = Callable[[dict[str, Any], bool], None]
+
 
 class ReplayableDataLoader:
-    """Delegates to ``loader``; ``on_boundary(state_before_batch)`` runs before each batch is yielded."""
+    """Delegates to ``loader``; ``on_boundary`` runs at every step boundary of an iteration."""
 
-    def __init__(self, loader, on_boundary: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, loader, on_boundary: BoundaryHook) -> None:
         self.loader = loader
         self.on_boundary = on_boundary
         self._rewound = False
@@ -46,13 +50,12 @@ class ReplayableDataLoader:
         self._rewound = False
         while True:
             state_before = self.loader.state_dict()
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            self.on_boundary(state_before)
+            batch = next(iterator, None)
+            self.on_boundary(state_before, batch is None)
             if self._rewound:
                 iterator = iter(self.loader)
                 self._rewound = False
                 batch = next(iterator)
+            if batch is None:
+                return
             yield batch

@@ -76,7 +76,7 @@ def correct_reward(row, ids):
 
 def inject(batch, keys, pool, **spec):
     return inject_guidance(
-        batch, pool, keys, InjectionSpec(**spec), eos_token_id=EOS, pad_token_id=PAD, reward_fn=correct_reward
+        batch, pool, keys, InjectionSpec(**spec), eos_token_ids=[EOS], pad_token_id=PAD, reward_fn=correct_reward
     )
 
 
@@ -168,13 +168,22 @@ def test_guide_row_is_consistent_and_positions_continue(mrope):
 
 
 def test_gate_uses_on_policy_accuracy_before_replacement():
-    # Two groups at 0.25 accuracy; after injecting into the first, the second's gating must not change.
+    # 2 of 5 right (0.4) is below the gate; one correct guide would lift the group to 0.6, which is not. Gating on the
+    # on-policy accuracy fills both allowed slots; re-checking the gate after each replacement would stop at one.
+    batch, keys = make_rollout([[1, 1, 0, 0, 0]], n=5)
+    pool = GuidePool()
+    pool.add("p0", PromptGuides(8, 2, [GuideSample((30, EOS), 1.0, 5), GuideSample((31, EOS), 1.0, 5)]))
+    metrics = inject(batch, keys, pool, slots_per_group=2)
+    assert batch.batch[IS_GUIDE].tolist() == [False, False, False, True, True]
+    assert metrics["npo/inject/below_gate"] == 1.0 and metrics["npo/inject/guide_rows"] == 2.0
+
+
+def test_only_one_slot_per_group_when_the_prompt_has_one_guide():
     batch, keys = make_rollout([[1, 0, 0, 0], [1, 0, 0, 0]], n=4)
     pool = pool_with("p0")
     pool.add("p1", PromptGuides(8, 1, [GuideSample((50, EOS), 1.0, 5)]))
     metrics = inject(batch, keys, pool, slots_per_group=2)
     assert metrics["npo/inject/below_gate"] == 2.0
-    # only one guide per prompt exists, so one slot per group is filled even though two are allowed
     assert batch.batch[IS_GUIDE].sum() == 2
 
 
@@ -222,7 +231,7 @@ def test_reward_function_missing_a_key_is_a_clear_error():
     batch, keys = make_rollout([[0, 0]], n=2)
     spec = InjectionSpec()
     with pytest.raises(KeyError, match=r"lacks key\(s\) \['acc'\]"):
-        inject_guidance(batch, pool_with("p0"), keys, spec, eos_token_id=EOS, pad_token_id=PAD, reward_fn=only_score)
+        inject_guidance(batch, pool_with("p0"), keys, spec, eos_token_ids=[EOS], pad_token_id=PAD, reward_fn=only_score)
 
 
 def test_rollout_log_probs_aligned_so_no_importance_weight():

@@ -52,7 +52,10 @@ def test_every_npo_option_is_in_the_readme():
         assert f"| `{f.name}` |" in readme, f.name
 
 
-@pytest.mark.parametrize("npo_name, grpo_name", [("npo_trainer", "grpo_trainer"), ("npo_cpu_demo", "grpo_cpu_demo")])
+@pytest.mark.parametrize(
+    "npo_name, grpo_name",
+    [("npo_trainer", "grpo_trainer"), ("npo_cpu_demo", "grpo_cpu_demo"), ("npo_cpu_vllm_demo", "grpo_cpu_vllm_demo")],
+)
 def test_grpo_baseline_differs_only_by_npo_switch(npo_name, grpo_name):
     npo, grpo = load(NPO_DIR, npo_name), load(GRPO_DIR, grpo_name)
     assert grpo["npo"]["enable"] is False and grpo["npo"]["interventions"] == []
@@ -62,10 +65,15 @@ def test_grpo_baseline_differs_only_by_npo_switch(npo_name, grpo_name):
     assert npo == grpo
 
 
-def test_cpu_demo_runs_a_complete_intervention_on_the_cpu_rollout():
-    cfg = load(NPO_DIR, "npo_cpu_demo")
-    assert cfg["actor_rollout_ref"]["rollout"]["name"] == "hf_cpu"
+@pytest.mark.parametrize("name, rollout", [("npo_cpu_demo", "hf_cpu"), ("npo_cpu_vllm_demo", "vllm")])
+def test_cpu_demo_schedules_pass_the_run_checks(name, rollout):
+    """The demo's schedule is valid for its run shape (64 training rows, 4 per step); the e2e tests run it."""
+    cfg = load(NPO_DIR, name)
+    assert cfg["actor_rollout_ref"]["rollout"]["name"] == rollout
     assert cfg["trainer"]["device"] == "cpu"
     parsed = NPOConfig.from_dict(cfg["npo"])
     assert parsed.interventions
-    parsed.check_against_run(rollout_n=4, total_steps=cfg["trainer"]["total_training_steps"], steps_per_epoch=16)
+    steps_per_epoch = 64 // cfg["data"]["train_batch_size"]
+    parsed.check_against_run(
+        rollout_n=4, total_steps=cfg["trainer"]["total_training_steps"], steps_per_epoch=steps_per_epoch
+    )

@@ -46,10 +46,11 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
     )
     trainer.npo = NPOConfig()
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
+    trainer._eos_token_ids = (EOS,)
     trainer.fork_manager = ForkManager((Intervention(2, 2, 2),), tmp_path / "npo")
     trainer.fork_manager.state = ForkState(phase, Intervention(2, 2, 2) if phase != Phase.IDLE else None)
-    trainer.fork_manager.pool.add("10", PromptGuides(8, 1, [GuideSample((5, 6, EOS), 1.0, 4)]))
-    trainer.fork_manager.pool.add("11", PromptGuides(8, 0, []))  # the guide tried and failed
+    trainer.fork_manager.pool.add("d/10", PromptGuides(8, 1, [GuideSample((5, 6, EOS), 1.0, 4)]))
+    trainer.fork_manager.pool.add("d/11", PromptGuides(8, 0, []))  # the guide tried and failed
     trainer._reward_scorer = SimpleNamespace(score=lambda row, ids: {"score": 1.0, "acc": 1.0})
     trainer._pending_metrics = {}
     trainer.global_steps = 3

