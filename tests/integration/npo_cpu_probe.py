@@ -1,9 +1,16 @@
-"""Run the CPU NPO demo config in-process with a recording trainer; write what it observed as JSON.
+"""Run a CPU NPO demo config in-process with a recording trainer; write what it observed as JSON.
 
-Used by test_npo_cpu_e2e.py in a subprocess, so Ray, the CPU platform and verl's cached platform choice stay out
-of the pytest process. Everything real runs: Ray, the FSDP2 actor on CPU, in-worker generation, verl's fit().
+Used by the integration tests in a subprocess, so Ray, the CPU platform and verl's cached platform choice stay out
+of the pytest process. Everything real runs: Ray, the FSDP2 actor on CPU, verl's fit(), and either the in-worker
+transformers rollout (``npo_cpu_demo``) or verl's agent loop with a vLLM server replica (``npo_cpu_vllm_demo``,
+run with the .venv-vllm interpreter).
 
-    python tests/integration/npo_cpu_probe.py DEMO_DIR REPORT.json [--die-in-lookahead-step N] [hydra overrides]
+    python tests/integration/npo_cpu_probe.py DEMO_DIR REPORT.json [--config NAME] [--die-at WHERE] [overrides]
+
+``--die-at`` kills the run (exit 3) at ``lookahead:STEP`` / ``guided:STEP`` / ``idle:STEP`` (before that step's
+update) or at ``collect:BATCH`` (before that window batch is sampled). At every rollback the probe keeps copies of the
+snapshot and the guide checkpoint and saves the restored actor next to them (``probe_rollback/``), for comparing
+optimizer, LR and RNG state. ``--stale-check`` also scores the first step after a rollback with the guide weights.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,13 +28,16 @@ os.environ.update(
     VERL_ENGINE_DEVICE="cuda",
     WANDB_MODE="disabled",
     TOKENIZERS_PARALLELISM="false",
+    VLLM_CPU_KVCACHE_SPACE="1",
+    VLLM_CPU_OMP_THREADS_BIND="nobind",
 )
 
 import ray  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer  # noqa: E402
 
 import recipes.npo  # noqa: E402
-from npo_ext.fork import Phase  # noqa: E402
 from npo_ext.injection import IS_GUIDE  # noqa: E402
 from recipes.npo.main_npo import NPOTaskRunner  # noqa: E402
 from recipes.npo.npo_ray_trainer import RayNPOTrainer  # noqa: E402
@@ -42,19 +53,63 @@ def masked_log_prob_sum(trainer: RayNPOTrainer, probe) -> float:
     return float((old_log_prob.batch["old_log_probs"] * mask).sum())
 
 
-def make_recording_trainer(report: dict, die_in_lookahead_step: int | None):
+def sampled_tokens(batch) -> torch.Tensor:
+    """Response tokens of the rows the rollout engine sampled (not guide rows)."""
+    td = batch.batch
+    guide = td[IS_GUIDE].bool() if IS_GUIDE in td.keys() else torch.zeros(len(td["response_mask"]), dtype=torch.bool)
+    return td["response_mask"].bool() & ~guide.unsqueeze(-1)
+
+
+def prob_gap(batch, log_probs) -> torch.Tensor:
+    """Per sampled token: |π_actor - π_rollout|."""
+    return (log_probs.exp() - batch.batch["rollout_log_probs"].exp()).abs()[sampled_tokens(batch)]
+
+
+def rollout_vs_actor(batch, old_log_probs) -> dict:
+    """How far the rollout engine's token probabilities are from the actor's, on sampled and on guide rows."""
+    td = batch.batch
+    if "rollout_log_probs" not in td.keys():
+        return {}
+    guided = td["response_mask"].bool() & ~sampled_tokens(batch)
+    gap = prob_gap(batch, old_log_probs)
+    return {
+        "max_prob_diff": float(gap.max()),
+        "mean_prob_diff": float(gap.mean()),
+        "guide_log_prob_gap": float((old_log_probs - td["rollout_log_probs"]).abs()[guided].max())
+        if bool(guided.any())
+        else None,
+    }
+
+
+def make_recording_trainer(report: dict, die_at: tuple[str, int] | None, rollback_dir: Path | None):
     class RecordingTrainer(RayNPOTrainer):
         probe = None
+        stale_check_pending = False
 
         def _compute_old_log_prob(self, batch):
             if self.probe is None:
                 self.probe = batch.select(deepcopy=True)
-            return super()._compute_old_log_prob(batch)
+            stale = self._stale_weights_gap(batch) if self.stale_check_pending else {}
+            old_log_prob, mfu = super()._compute_old_log_prob(batch)
+            self._rollout_check = {**rollout_vs_actor(batch, old_log_prob.batch["old_log_probs"]), **stale}
+            return old_log_prob, mfu
+
+        def _stale_weights_gap(self, batch) -> dict:
+            """First step after a rollback: how far the rollout would be from θ_{T+Δ}, had vLLM kept those weights.
+
+            Loads the guide weights into the actor, scores the batch with verl's own π_old computation, and loads
+            the restored θ_T back (weights, optimizer, LR and RNG, saved right after the rollback).
+            """
+            self.stale_check_pending = False
+            self.load_actor(rollback_dir / "guide", "probe: guide weights")
+            stale, _ = RayPPOTrainer._compute_old_log_prob(self, batch)
+            self.load_actor(rollback_dir / "restored", "probe: restored weights")
+            return {"stale_mean_prob_diff": float(prob_gap(batch, stale.batch["old_log_probs"]).mean())}
 
         def _update_actor(self, batch):
-            phase = self.fork_manager.phase
-            if phase == Phase.LOOKAHEAD and self.global_steps == die_in_lookahead_step:
-                report["died_at"] = self.global_steps
+            label = self.fork_manager.phase.value
+            if die_at == (label, self.global_steps):
+                report["died_at"] = [label, self.global_steps]
                 raise Killed(3)
             guide = batch.batch[IS_GUIDE] if IS_GUIDE in batch.batch.keys() else None
             guide_adv = []
@@ -64,10 +119,11 @@ def make_recording_trainer(report: dict, die_in_lookahead_step: int | None):
             report["steps"].append(
                 {
                     "step": self.global_steps,
-                    "phase": phase.value,
+                    "phase": label,
                     "prompts": sorted({int(e["index"]) for e in batch.non_tensor_batch["extra_info"]}),
                     "guide_rows": int(guide.sum()) if guide is not None else 0,
                     "guide_advantages": guide_adv,
+                    **self._rollout_check,
                 }
             )
             return super()._update_actor(batch)
@@ -81,36 +137,80 @@ def make_recording_trainer(report: dict, die_in_lookahead_step: int | None):
     return RecordingTrainer
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("demo_dir", type=Path)
-    parser.add_argument("report", type=Path)
-    parser.add_argument("--die-in-lookahead-step", type=int)
-    args, overrides = parser.parse_known_args()
-    os.environ["NPO_DEMO_DIR"] = str(args.demo_dir.absolute())
-
-    config_dir = Path(recipes.npo.__file__).parent / "config"
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        config = compose(config_name="npo_cpu_demo", overrides=overrides)
-
-    report: dict = {"steps": [], "log_prob_sums": {}}
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
-    trainer = NPOTaskRunner().build_trainer(config, make_recording_trainer(report, args.die_in_lookahead_step))
-    trainer.init_workers()
-
+def record_fork_engine(
+    trainer, report: dict, demo_dir: Path, die_at: tuple[str, int] | None, stale_check: bool
+) -> None:
     engine = trainer.fork_engine
-    for name, label in (("save_snapshot", "snapshot"), ("save_guide_checkpoint", "guide"), ("rollback", "rollback")):
+
+    def log_prob_sum_after(name: str, label: str) -> None:
         original = getattr(engine, name)
 
-        def recorded(*a, _original=original, _label=label, **kw):
-            result = _original(*a, **kw)
+        def recorded(*a, **kw):
+            result = original(*a, **kw)
             if trainer.probe is not None:
-                report["log_prob_sums"].setdefault(_label, []).append(masked_log_prob_sum(trainer, trainer.probe))
+                report["log_prob_sums"].setdefault(label, []).append(masked_log_prob_sum(trainer, trainer.probe))
             return result
 
         setattr(engine, name, recorded)
 
+    log_prob_sum_after("save_snapshot", "snapshot")
+    log_prob_sum_after("save_guide_checkpoint", "guide")
+
+    rollback, collect_batch = engine.rollback, engine._collect_batch
+
+    def recorded_rollback(snapshot, step):
+        kept = demo_dir / "probe_rollback"
+        shutil.rmtree(kept, ignore_errors=True)
+        manager = trainer.fork_manager
+        shutil.copytree(snapshot / "actor", kept / "snapshot")
+        shutil.copytree(manager.guide_dir(manager.state.intervention) / "actor", kept / "guide")
+        rollback(snapshot, step)
+        trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(kept / "restored"), step)
+        trainer.stale_check_pending = stale_check
+        if trainer.probe is not None:
+            report["log_prob_sums"].setdefault("rollback", []).append(masked_log_prob_sum(trainer, trainer.probe))
+
+    def recorded_collect_batch(batch_dict, guide_step):
+        index = report.setdefault("collected_batches", 0)
+        if die_at == ("collect", index):
+            report["died_at"] = ["collect", index]
+            raise Killed(3)
+        report["collected_batches"] = index + 1
+        return collect_batch(batch_dict, guide_step)
+
+    engine.rollback = recorded_rollback
+    engine._collect_batch = recorded_collect_batch
+
+
+def parse_die_at(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    where, _, number = value.partition(":")
+    return where, int(number)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("demo_dir", type=Path)
+    parser.add_argument("report", type=Path)
+    parser.add_argument("--config", default="npo_cpu_demo")
+    parser.add_argument("--die-at")
+    parser.add_argument("--stale-check", action="store_true", help="after a rollback, score the batch with θ_{T+Δ}")
+    args, overrides = parser.parse_known_args()
+    die_at = parse_die_at(args.die_at)
+    os.environ["NPO_DEMO_DIR"] = str(args.demo_dir.absolute())
+
+    config_dir = Path(recipes.npo.__file__).parent / "config"
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        config = compose(config_name=args.config, overrides=overrides)
+
+    report: dict = {"steps": [], "log_prob_sums": {}}
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
+        rollback_dir = args.demo_dir / "probe_rollback"
+        trainer = NPOTaskRunner().build_trainer(config, make_recording_trainer(report, die_at, rollback_dir))
+        trainer.init_workers()
+        record_fork_engine(trainer, report, args.demo_dir, die_at, args.stale_check)
         trainer.fit()
     except Killed:
         report["killed"] = True

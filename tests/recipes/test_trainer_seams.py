@@ -108,3 +108,14 @@ def test_summary_line_names_phase_events_and_numbers():
     )
     assert line == "[npo] step=5 phase=guided rollback score=0.25 replaced=2"
     assert "phase=lookahead" in npo_summary(2, {"npo/lookahead/offset": 1.0})
+
+
+def test_guides_may_end_with_any_id_generation_stops_on(tmp_path):
+    """Like Qwen-VL's generation_config.json: <|im_end|> (the tokenizer's EOS) and <|endoftext|>."""
+    from transformers import GenerationConfig
+
+    GenerationConfig(eos_token_id=[EOS, 7, EOS], pad_token_id=PAD).save_pretrained(tmp_path)
+    trainer = RayNPOTrainer.__new__(RayNPOTrainer)
+    trainer.config = OmegaConf.create({"actor_rollout_ref": {"model": {"path": str(tmp_path)}}})
+    trainer.tokenizer = SimpleNamespace(eos_token_id=EOS)
+    assert trainer.eos_token_ids == (EOS, 7)

@@ -1,0 +1,68 @@
+"""Shared by the end-to-end runs: the tiny model and data, fresh run folders, and actor-checkpoint comparisons."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from recipes.demo.shapes_dataset import write_shapes_parquet
+from recipes.demo.tiny_model import build_tiny_qwen3_vl
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    build_tiny_qwen3_vl(root / "model")
+    write_shapes_parquet(root / "data", train_size=64, val_size=8)
+    return root
+
+
+@pytest.fixture(scope="session")
+def new_demo_dir(assets):
+    """``new_demo_dir(parent)``: a run folder under ``parent`` that links the shared model and data."""
+
+    def make(parent: Path) -> Path:
+        demo = parent / "demo"
+        demo.mkdir()
+        (demo / "model").symlink_to(assets / "model")
+        (demo / "data").symlink_to(assets / "data")
+        return demo
+
+    return make
+
+
+def _local(value):
+    """A one-rank FSDP checkpoint stores DTensors; their local shard is the whole tensor."""
+    return value.to_local() if hasattr(value, "to_local") else torch.as_tensor(value)
+
+
+def load_actor_state(actor_dir: Path) -> dict:
+    """Weights, optimizer, LR scheduler and RNG of a one-rank FSDP actor checkpoint."""
+    state = {
+        name: torch.load(actor_dir / f"{name}_world_size_1_rank_0.pt", weights_only=False)
+        for name in ("model", "optim", "extra_state")
+    }
+    state["model"] = {k: _local(v) for k, v in state["model"].items()}
+    state["optim"]["state"] = {
+        k: {name: _local(v) for name, v in values.items()} for k, values in state["optim"]["state"].items()
+    }
+    state.update(state.pop("extra_state"))
+    return state
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), "weights"
+    for key, value in a["optim"]["state"].items():
+        for name, tensor in value.items():
+            other = b["optim"]["state"][key][name]
+            assert torch.equal(tensor, other), f"optimizer {key}.{name}"
+    assert a["lr_scheduler"] == b["lr_scheduler"]
+    assert torch.equal(a["rng"]["cpu"], b["rng"]["cpu"]), "torch RNG"
+
+
+@pytest.fixture(scope="session")
+def actor_state():
+    """``actor_state.load(dir)`` and ``actor_state.assert_same(a, b)``."""
+    return SimpleNamespace(load=load_actor_state, assert_same=assert_same_state)
