@@ -66,8 +66,8 @@ def inject_guidance(
 
     ``prompt_keys[row]`` is the pool key of that row's prompt. ``eos_token_ids`` are the ids generation stops on
     (the tokenizer's first, then the generation config's); a guide that ends with none of them gets the first
-    appended. The batch must carry ``uid`` and the accuracy
-    field ``spec.acc_key`` in ``non_tensor_batch``, and ``rm_scores`` with the score on the last response token.
+    appended. The batch must carry ``uid`` and the accuracy field ``spec.acc_key`` in ``non_tensor_batch``, and
+    ``rm_scores`` with the score on the last response token.
     """
     nt = batch.non_tensor_batch
     if spec.acc_key not in nt:

@@ -170,8 +170,9 @@ class RayNPOTrainer(RayPPOTrainer):
         if not hasattr(self, "_eos_token_ids"):
             ids = [self.tokenizer.eos_token_id]
             generation = get_generation_config(copy_to_local(self.config.actor_rollout_ref.model.path))
-            extra = getattr(generation, "eos_token_id", None) if generation is not None else None
-            ids += extra if isinstance(extra, list) else [extra] if extra is not None else []
+            extra = getattr(generation, "eos_token_id", None)
+            if extra is not None:
+                ids += extra if isinstance(extra, list) else [extra]
             self._eos_token_ids = tuple(dict.fromkeys(i for i in ids if i is not None))
         return self._eos_token_ids
 
