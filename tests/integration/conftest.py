@@ -1,5 +1,7 @@
-"""Shared by the end-to-end runs: the tiny model and data, fresh run folders, and actor-checkpoint comparisons."""
+"""Shared by the end-to-end runs: the tiny model and data, fresh run folders, the probe, checkpoint comparisons."""
 
+import json
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,6 +32,25 @@ def new_demo_dir(assets):
         return demo
 
     return make
+
+
+PROBE = Path(__file__).with_name("npo_cpu_probe.py")
+
+
+def run_probe(python: str, demo_dir: Path, name: str, args: list[str], timeout: int) -> tuple[int, dict, str]:
+    """Run tests/integration/npo_cpu_probe.py; returns its exit code, its JSON report and its output."""
+    report = demo_dir / f"{name}.json"
+    proc = subprocess.run(
+        [python, str(PROBE), str(demo_dir), str(report), *args], capture_output=True, text=True, timeout=timeout
+    )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return proc.returncode, data, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def probe():
+    """``probe(python, demo_dir, name, args, timeout) -> (exit code, report, output)``."""
+    return run_probe
 
 
 def _local(value):

@@ -5,7 +5,6 @@ Each run is a subprocess (tests/integration/npo_cpu_probe.py) that records what 
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-PROBE = Path(__file__).with_name("npo_cpu_probe.py")
 # The fork step is not a multiple of save_freq, so the rollback writes the fork step's real checkpoint itself.
 FORK_STEP, DELTA = 1, 2
 OVERRIDES = [
@@ -26,20 +24,16 @@ OVERRIDES = [
 ]
 
 
-def run_probe(demo_dir: Path, name: str, *extra: str, overrides=OVERRIDES) -> tuple[int, dict, str]:
-    report = demo_dir / f"{name}.json"
-    proc = subprocess.run(
-        [sys.executable, str(PROBE), str(demo_dir), str(report), *overrides, *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    data = json.loads(report.read_text()) if report.exists() else {}
-    return proc.returncode, data, proc.stdout + proc.stderr
+@pytest.fixture(scope="session")
+def run_probe(probe):
+    def run(demo_dir: Path, name: str, *extra: str, overrides=OVERRIDES) -> tuple[int, dict, str]:
+        return probe(sys.executable, demo_dir, name, [*overrides, *extra], timeout=600)
+
+    return run
 
 
 @pytest.fixture(scope="module")
-def first_run(new_demo_dir, tmp_path_factory):
+def first_run(new_demo_dir, run_probe, tmp_path_factory):
     demo = new_demo_dir(tmp_path_factory.mktemp("run"))
     code, report, log = run_probe(demo, "fresh")
     assert code == 0, log[-4000:]
@@ -89,7 +83,7 @@ def test_guide_rows_are_in_the_updated_batch_with_positive_advantage(first_run):
     assert f"[npo] step={FORK_STEP} phase=lookahead fork" in log
 
 
-def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_state):
+def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_state, run_probe):
     demo, _, _ = first_run
     checkpoints = demo / "checkpoints"
     assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
@@ -108,7 +102,7 @@ def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_sta
     assert [s["step"] for s in report["steps"]] == [7, 8]
 
 
-def test_killed_in_lookahead_resumes_from_the_snapshot(new_demo_dir, tmp_path):
+def test_killed_in_lookahead_resumes_from_the_snapshot(new_demo_dir, run_probe, tmp_path):
     demo = new_demo_dir(tmp_path)
     code, report, log = run_probe(demo, "killed", f"--die-at=lookahead:{FORK_STEP + 2}")
     assert code == 3 and report["died_at"] == ["lookahead", FORK_STEP + 2], log[-4000:]
@@ -131,7 +125,7 @@ def test_killed_in_lookahead_resumes_from_the_snapshot(new_demo_dir, tmp_path):
     assert phases == [(2, "lookahead"), (3, "lookahead"), (2, "guided"), (3, "guided"), *idle]
 
 
-def test_a_lookahead_ending_at_an_epoch_boundary_loses_no_epoch(new_demo_dir, tmp_path):
+def test_a_lookahead_ending_at_an_epoch_boundary_loses_no_epoch(new_demo_dir, run_probe, tmp_path):
     """2 steps per epoch, 3 epochs, a look-ahead over the whole first epoch: all 6 real steps still run."""
     overrides = [
         "data.train_max_samples=8",
@@ -153,7 +147,7 @@ def test_a_lookahead_ending_at_an_epoch_boundary_loses_no_epoch(new_demo_dir, tm
     assert (demo / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
 
 
-def test_an_unsupported_verl_setting_fails_at_start_up_naming_it(new_demo_dir, tmp_path):
+def test_an_unsupported_verl_setting_fails_at_start_up_naming_it(new_demo_dir, run_probe, tmp_path):
     demo = new_demo_dir(tmp_path)
     code, report, log = run_probe(demo, "bypass", "algorithm.rollout_correction.bypass_mode=true")
     assert code != 0 and not report["steps"]

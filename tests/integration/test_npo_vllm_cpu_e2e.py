@@ -11,8 +11,6 @@ Needs the .venv-vllm environment (``bash scripts/setup_cpu.sh --vllm``); ``scrip
 
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not VLLM_PYTHON, reason="set NPO_VLLM_PYTHON (scripts/test.sh does, after setup_cpu.sh --vllm)"),
 ]
 
-PROBE = Path(__file__).with_name("npo_cpu_probe.py")
 FORK_STEP, DELTA = 1, 2  # window = Δ = 2 batches; the fork step is not a multiple of save_freq
 OVERRIDES = [
     "trainer.total_training_steps=6",
@@ -44,24 +41,12 @@ CHAIN = [
 ]
 
 
-def run_probe(demo_dir: Path, name: str, *extra: str) -> tuple[int, dict, str]:
-    report = demo_dir / f"{name}.json"
-    proc = subprocess.run(
-        [VLLM_PYTHON, str(PROBE), str(demo_dir), str(report), "--config=npo_cpu_vllm_demo", *OVERRIDES, *extra],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    data = json.loads(report.read_text()) if report.exists() else {}
-    return proc.returncode, data, proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module")
-def chain(new_demo_dir, tmp_path_factory):
+def chain(new_demo_dir, probe, tmp_path_factory):
     demo = new_demo_dir(tmp_path_factory.mktemp("vllm_chain"))
     reports = {}
     for name, args in CHAIN:
-        code, report, log = run_probe(demo, name, *args)
+        code, report, log = probe(VLLM_PYTHON, demo, name, ["--config=npo_cpu_vllm_demo", *OVERRIDES, *args], 900)
         assert code == (0 if name == "finished" else 3), f"{name}:\n{log[-6000:]}"
         reports[name] = report
     return demo, reports
