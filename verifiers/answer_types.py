@@ -67,10 +67,13 @@ def canonical_type(declared: str | None) -> str | None:
 
 
 def yes_no(span: str) -> str | None:
-    """`yes` / `no` for spans that start with a yes/no/true/false word."""
-    words = normalize_text(span).replace(",", " ").split()
+    """`yes` / `no` for spans that start with a yes/no/true/false word and name only one side."""
+    words = normalize_text(span).replace(",", " ").replace("/", " ").split()
     first = words[0].strip(".!") if words else ""
-    return "yes" if first in _YES else "no" if first in _NO else None
+    side = "yes" if first in _YES else "no" if first in _NO else None
+    if side and (_NO if side == "yes" else _YES) & {w.strip(".!") for w in words[1:]}:
+        return None  # "yes or no", "yes/no"
+    return side
 
 
 def _tree_type(node: tuple, had_unit: bool) -> str:

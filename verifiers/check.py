@@ -7,6 +7,7 @@ worker pool (mathruler, then math-verify), one batch at a time so a whole rollou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +23,14 @@ from verifiers.normalize import clean_latex, normalize_text, sanitize, strip_uni
 from verifiers.parse import MAX_SPAN_CHARS, ParseError, parse
 from verifiers.pool import WorkerPool, default_pool
 from verifiers.result import VerifyResult
+
+# A span offering alternatives ("5 or 6", "(A) or (B)", "yes or no"): wrong unless the gold answer has several values.
+_HEDGE_RE = re.compile(r"(?i)\bor\b|或|\\lor(?![a-zA-Z])|\\vee(?![a-zA-Z])")
+
+
+_RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|approx|leqslant|geqslant)(?![a-zA-Z])")
+_INEQUALITY_RE = re.compile(r"<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|leqslant|geqslant)(?![a-zA-Z])")
+_SOLVED_FOR_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=(?!=)|(?<![=<>!])=\s*[A-Za-z](?:_\{?\w+\}?)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -132,10 +141,21 @@ def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -
         return VerifyResult(False, span, answer_type, method, "unparsable")
     elif gold_tree is None and pred_tree is None and gold_text.replace(" ", "") == pred_text.replace(" ", ""):
         return VerifyResult(True, span, answer_type, "normalized", "match")
-    refused = refusal(pred_text)
+    refused = refusal(pred_text) or _relation_mismatch(gold_text, pred_text)
     if refused:
         return VerifyResult(False, span, answer_type, "guard", refused)
     return _Symbolic(span, answer_type, gold_text, pred_text)
+
+
+def _relation_mismatch(gold: str, pred: str) -> str | None:
+    """Before any symbolic grader sees the pair: a bare value is not an equation's answer, unless the gold solves for
+    one variable (`x = 5`); an inequality is not a value's. (The graders accept `0` for `x^2+y^2-4x=0`, `\\ge 5`
+    for `5`.)"""
+    if "=" in gold and not _RELATION_RE.search(pred) and not _SOLVED_FOR_RE.search(gold):
+        return "equation_vs_value"
+    if _INEQUALITY_RE.search(pred) and not _INEQUALITY_RE.search(gold):
+        return "relation_vs_value"
+    return None
 
 
 def _check_one(item: Item, rule: BenchmarkRule, gold: str, span: str | None) -> VerifyResult | _Symbolic:
@@ -146,6 +166,8 @@ def _check_one(item: Item, rule: BenchmarkRule, gold: str, span: str | None) -> 
         return VerifyResult(True, span, answer_type, "exact", "match")
     if len(span) > MAX_SPAN_CHARS:
         return VerifyResult(False, span[:200], answer_type, "guard", "too_long")
+    if answer_type != "set" and _HEDGE_RE.search(span) and not _HEDGE_RE.search(gold):
+        return VerifyResult(False, span, answer_type, "guard", "hedge")  # a set gold reads "x=2 or x=3" as its list
     if answer_type == "choice":
         return _check_choice(span, gold, item, rule)
     if answer_type == "yesno":

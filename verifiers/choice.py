@@ -11,9 +11,15 @@ from verifiers.parse import ParseError, parse
 
 LETTERS = "ABCDEFGHIJ"
 
-_PREFIX_RE = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:：]?\s*", re.IGNORECASE)
+_PREFIX_RE = re.compile(
+    r"^(?:(?:the\s+)?(?:final\s+|correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:：]?|A\s*[:：](?=\s*\S))\s*",
+    re.IGNORECASE,
+)  # "A: 45" is an answer label, not option A
 _SINGLE_RE = re.compile(r"^\(?([A-Ja-j])\)?[.:)]?$")
-_LEADING_RE = re.compile(r"^(?:\(([A-J])\)|([A-J])[.:)])\s*\S")
+# "(C) 45", "C. 45", "C (52)": an option letter followed by its option text.
+_LEADING_RE = re.compile(r"^(?:\(([A-J])\)|([A-J])[.:)]|([A-J])(?=\s+\())\s*(\S.*)$")
+# ... unless what follows names another option: "(A) or (B)", "(A),(B),(C)", "(A) (B)".
+_ANOTHER_LETTER_RE = re.compile(r"^(?:(?:,|;|/|&|or\b|and\b)\s*\(?[A-J]\)?|\([A-J]\))(?![A-Za-z])", re.IGNORECASE)
 _LIST_SPLIT_RE = re.compile(r"\s*(?:,|;|\band\b|&|\s)\s*")
 
 
@@ -24,8 +30,8 @@ def parse_letters(span: str, multi_letter: bool = False) -> frozenset[str] | Non
     if m:
         return frozenset(m.group(1).upper())
     m = _LEADING_RE.match(text)
-    if m:
-        return frozenset(m.group(1) or m.group(2))
+    if m and not _ANOTHER_LETTER_RE.match(m.group(4)):
+        return frozenset(m.group(1) or m.group(2) or m.group(3))
     parts = [p.strip("()") for p in _LIST_SPLIT_RE.split(text) if p]
     if len(parts) > 1 and all(len(p) == 1 and p in LETTERS for p in parts):
         return frozenset(parts)

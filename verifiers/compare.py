@@ -330,7 +330,7 @@ def _oriented(rel: tuple) -> tuple[str, tuple]:
 
 def _relations_equal(gold: tuple, pred: tuple) -> bool | None:
     """Same relation up to a constant factor (positive for inequalities): `2x+2y=2` equals `y = 1 - x`."""
-    if len(gold[2]) != 1 or len(pred[2]) != 1 or "in" in gold[2] + pred[2]:
+    if len(gold[2]) != 1 or len(pred[2]) != 1 or {"in", "~"} & set(gold[2] + pred[2]):
         return None
     g_op, g_diff = _oriented(gold)
     p_op, p_diff = _oriented(pred)
@@ -360,14 +360,45 @@ def _relations_equal(gold: tuple, pred: tuple) -> bool | None:
     return real is not None and (real > 0 if g_op != "=" and g_op != "!=" else real != 0)
 
 
-def _solved_side(rel: tuple) -> tuple | None:
-    """The value side of `x = 3` / `3 = x` / `1 + 2 = 3` (last side of an equality chain)."""
-    if any(op != "=" for op in rel[2]):
+def _stated_values(rel: tuple) -> tuple[tuple, tuple | None] | None:
+    """The value a relation states, as (exact, approximation or None); None for a genuine equation.
+
+    `x = 3` and `3 = x` state 3; a chain `x = 2 + 1 = 3` states 3 when its value sides agree; `\\frac{\\sqrt3}{3}
+    \\approx 0.577` states the exact side, with the decimal as its approximation. `x^2 + y^2 - 4x = 0` states no value:
+    a bare `0` is not its answer.
+    """
+    sides, ops = rel[1], rel[2]
+    if any(op not in ("=", "~") for op in ops):
         return None
-    sides = rel[1]
-    if sides[-1][0] == "var" and len(sides) == 2:
-        return sides[0]
-    return sides[-1]
+    values = [side for side in sides if side[0] != "var"]
+    if not values or (len(values) == len(sides) and any(free_vars(side) for side in sides)):
+        return None
+    if len(sides) - len(values) > 1 or (len(values) < len(sides) and sides[0][0] != "var" and sides[-1][0] != "var"):
+        return None  # `x = y`, or a variable in the middle of a chain
+    exact_count = 1 + next((i for i, op in enumerate(ops) if op == "~"), len(ops))
+    exact = [side for side in sides[:exact_count] if side[0] != "var"] or values[:1]
+    if any(equal(exact[-1], other) is not True for other in exact[:-1]):
+        return None  # `5 = 7` states nothing
+    approximation = values[-1] if "~" in ops and values[-1] is not exact[-1] else None
+    return exact[-1], approximation
+
+
+def _value_equal(gold: tuple, pred: tuple, tol: Tolerance | None) -> bool | None:
+    """A value against a relation that states one (either side may be the relation): the exact value decides; a
+    decimal approximation counts too, when it is the exact value rounded to its own decimals."""
+    gold_values = _stated_values(gold) if gold[0] == "rel" else (gold, None)
+    pred_values = _stated_values(pred) if pred[0] == "rel" else (pred, None)
+    if gold_values is None or pred_values is None:
+        return False
+    (g_exact, g_approx), (p_exact, p_approx) = gold_values, pred_values
+    verdict = equal(g_exact, p_exact, tol)
+    if verdict is not False:
+        return verdict
+    for exact, approx, other in ((p_exact, p_approx, g_exact), (g_exact, g_approx, p_exact)):
+        decimals = None if approx is None else _literal_decimals(approx)
+        if decimals and equal(approx, exact, Tolerance(precision=decimals)) is True:
+            return equal(other, approx, tol)
+    return False
 
 
 def _interval_from_relation(rel: tuple) -> tuple | None:
@@ -459,17 +490,12 @@ def equal(gold: tuple, pred: tuple, tol: Tolerance | None = None) -> bool | None
         verdict = _relations_equal(gold, pred)
         if verdict is not None:
             return verdict
-        g_side, p_side = _solved_side(gold), _solved_side(pred)
-        if g_side is not None and p_side is not None:
-            return equal(g_side, p_side, tol)
+        if _stated_values(gold) is not None and _stated_values(pred) is not None:
+            return _value_equal(gold, pred, tol)
         g_int, p_int = _interval_from_relation(gold), _interval_from_relation(pred)
         return None if g_int is None or p_int is None else equal(g_int, p_int, tol)
-    if gk == "rel" and pk not in _STRUCTURES:
-        side = _solved_side(gold)
-        return False if side is None else equal(side, pred, tol)
-    if pk == "rel" and gk not in _STRUCTURES:
-        side = _solved_side(pred)
-        return False if side is None else equal(gold, side, tol)
+    if (gk == "rel" and pk not in _STRUCTURES) or (pk == "rel" and gk not in _STRUCTURES):
+        return _value_equal(gold, pred, tol)
     if gk in _STRUCTURES or pk in _STRUCTURES:
         return _structures_equal(gold, pred, tol)
     verdicts = [_scalar_equal(g, p, tol) for g in _percent_variants(gold) for p in _percent_variants(pred)]

@@ -1,7 +1,15 @@
 """Finding the final-answer span in a model response.
 
-Order, first hit wins: `<answer>…</answer>` (a `\\boxed{}` inside it is preferred), the last `\\boxed{}`, the last
-"answer is …", a trailing option letter on the last line, and finally the whole response when it is one short line.
+Order, first hit wins:
+1. `<answer>…</answer>` (a `\\boxed{}` inside it is preferred);
+2. the last `\\boxed{}`, or the last run of boxes separated only by commas or "and", read as one list
+   (`\\boxed{1}, \\boxed{2}` is `1, 2`), unless an explicit answer marker ("answer is", "Answer:", "the correct option
+   is", "答案：") follows the box: the last explicitly stated answer wins;
+3. the last answer marker; a sentence after it ("The largest $n$ is 34") is reduced to its value;
+4. an option letter standing alone on the last line;
+5. the last sentence, when it states a value conservatively: "… is (about) 34.", "… is $x \\ge 5$.", or
+   "$x \\ge 5$ is the solution.";
+6. the whole response when it is one short line.
 Only the part after a closed `</think>` / `</thought>` block is searched, so numbers in the reasoning are never taken
 for the answer. All searches are `rfind`-based or run on a bounded tail, so a 1 MB response costs milliseconds.
 """
@@ -13,7 +21,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from verifiers.normalize import matching_brace, sanitize
+from verifiers.normalize import clean_latex, matching_brace, sanitize
 
 TAIL_CHARS = 4096
 MAX_BOXED_CHARS = 20_000
@@ -21,8 +29,25 @@ MAX_BOXED_CANDIDATES = 8
 WHOLE_RESPONSE_MAX_CHARS = 80
 REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 
-_ANSWER_IS_RE = re.compile(r"(?i)\banswer\b\s*(?:is\s*[:：]?|[:：=])\s*")
+_ANSWER_IS_RE = re.compile(r"(?i)\b(?:answer|option|choice)(?:\s+letter)?\b\s*(?:is\s*[:：]?|[:：=])\s*")
+_CJK_ANSWER_RE = re.compile(r"(?:(?:最终答案|正确答案|答案)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选\s*[:：]?)\s*")
+_SENTENCE_END_RE = re.compile(r"[.!?。](?=\s|$)")
+# A value stated at the end of a sentence: "... is 34", "... is about 31%", "... is 17.5 cm", "... equals $\\frac{1}{2}$".
+_STATED_VALUE_RE = re.compile(
+    r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
+    r"(\$[^$]+\$|\\\(.+?\\\)|[-+]?\d[\d,]*(?:\.\d+)?\s*(?:%|percent\b|[A-Za-z]{1,12}(?:\^\{?[23]\}?)?)?)\s*$"
+)
+# "$x \\geq 5$ is the solution": the sentence's only math span, named as the answer.
+_NAMED_SPAN_RE = re.compile(
+    r"(?i)^(?:so|thus|therefore|hence|finally)?\W*(\$[^$]+\$)\s+(?:is|are)\s+the\s+(?:final\s+)?"
+    r"(?:answer|solution|result|value)s?\b[^$]*$"
+)
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_OR_RE = re.compile(r"(?i)\bor\b(?!\s*,?\s*equivalently)|或")
+# Between the boxes of one list answer: separators only.
+_BOX_SEPARATOR_RE = re.compile(r"^[\s$,;]*(?:(?:and|&|\\text\{\s*and\s*\}|\\quad)[\s$,;]*)?$")
 _LETTER_LINE_RE = re.compile(r"^[\W_]*(?:(?:option|choice)\s*)?\(?([A-J])\)?[\W_]*$", re.IGNORECASE)
+_OPTION_LINE_RE = re.compile(r"^(?:(?i:option|choice)\s*)?(?:\([A-J]\)|[A-J][.)])(?:\s|$)")
 _SHORT_ANSWER_RE = re.compile(r'"short answer"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\n]+)', re.IGNORECASE)
 _BOXED_NAMES = (r"\boxed", r"\fbox")
 
@@ -46,8 +71,15 @@ def final_part(text: str) -> str:
     return text if cut < 0 else text[cut:]
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{…}` / `\\fbox{…}` (also `\\boxed 5`); None when there is none.
+@dataclass(frozen=True)
+class _Box:
+    start: int
+    end: int
+    content: str
+
+
+def _boxes_from_end(text: str):
+    """Complete `\\boxed{…}` / `\\fbox{…}` (also `\\boxed 5`), last first.
 
     Only the last few candidates are tried and each may span at most `MAX_BOXED_CHARS`, so a response full of
     unclosed `\\boxed{` costs linear time."""
@@ -55,18 +87,52 @@ def last_boxed(text: str) -> str | None:
     for _ in range(MAX_BOXED_CANDIDATES):
         start, name = max((text.rfind(n, 0, end), n) for n in _BOXED_NAMES)
         if start < 0:
-            return None
+            return
         pos = start + len(name)
         if pos < len(text) and text[pos] == "{":
             close = matching_brace(text, pos, MAX_BOXED_CHARS)
             if close > 0:
-                return text[pos + 1 : close].strip()
+                yield _Box(start, close + 1, text[pos + 1 : close].strip())
         elif pos < len(text) and text[pos] == " ":
             token = text[pos:].split(maxsplit=1)
             if token:
-                return token[0].rstrip("$.")
+                yield _Box(start, pos + 1 + len(token[0]), token[0].rstrip("$."))
         end = start
-    return None
+
+
+def _final_boxes(text: str) -> _Box | None:
+    """The last box, or the last run of boxes separated only by commas / "and", joined as one list answer."""
+    run: list[_Box] = []
+    for box in _boxes_from_end(text):
+        if run and not _BOX_SEPARATOR_RE.match(text[box.end : run[-1].start]):
+            break
+        run.append(box)
+    if not run:
+        return None
+    contents = list(dict.fromkeys(box.content for box in reversed(run) if box.content))  # `\\boxed{5}\\boxed{5}` is 5
+    first, last = run[-1], run[0]
+    nearby = text[max(first.start - 300, 0) : last.end + 300]
+    if "or" in nearby or "或" in nearby:
+        begin, stop = _sentence_bounds(text, first.start, last.end)
+        if _OR_RE.search(text[begin : first.start] + " " + text[last.end : stop]):
+            return _Box(first.start, last.end, text[begin:stop].strip())  # "$x = \\boxed{4}$ or $x = 5$" hedges
+    return _Box(first.start, last.end, ", ".join(contents))
+
+
+def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where the sentence (or line) holding `text[start:end]` begins and stops, looking at most 300 characters out."""
+    left = text[max(start - 300, 0) : start]
+    begin = start - len(left) + 1 + max([left.rfind("\n")] + [m.start() for m in _SENTENCE_END_RE.finditer(left)])
+    right = text[end : end + 300]
+    stops = [len(right), *(m.start() for m in _SENTENCE_END_RE.finditer(right))]
+    newline = right.find("\n")
+    return begin, end + min(stops[:2] + ([newline] if newline >= 0 else []))
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the final box (or run of boxes); None when there is none."""
+    box = _final_boxes(text)
+    return box.content if box else None
 
 
 def answer_tag(text: str) -> str | None:
@@ -78,22 +144,64 @@ def answer_tag(text: str) -> str | None:
     return None if open_ < 0 else text[open_ + len("<answer>") : close].strip()
 
 
-def answer_is(text: str) -> str | None:
-    """What follows the last "answer is" / "Answer:" on its line, without trailing sentence punctuation."""
-    tail = text[-TAIL_CHARS:]
-    last = _last_match(_ANSWER_IS_RE, tail)
+def _answer_marker(text: str, start: int = 0) -> tuple[str, int] | None:
+    """The statement after the last answer marker at or after `start`, and where the marker is (an index into
+    `text`)."""
+    offset = max(len(text) - TAIL_CHARS, start)
+    tail = text[offset:]
+    matches = [_last_match(_ANSWER_IS_RE, tail)]
+    if "答" in tail or "选" in tail:
+        matches.append(_last_match(_CJK_ANSWER_RE, tail))
+    last = max((m for m in matches if m), key=lambda m: m.start(), default=None)
     if last is None:
         return None
-    line = tail[last.end() :].lstrip().split("\n", 1)[0]
-    line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0].strip().strip("*").strip()
-    return line or None
+    line = text[offset + last.end() :].lstrip().split("\n", 1)[0]
+    line = re.split(r"\.(?:\s|$)|。", line, maxsplit=1)[0].strip().strip("*").strip()
+    return (_stated_value(line) or line, offset + last.start()) if line else None
+
+
+def _stated_value(sentence: str) -> str | None:
+    """The value a prose sentence ends on ("The largest $n$ is 34" -> "34"); None unless it has words before it."""
+    m = _STATED_VALUE_RE.search(sentence)
+    if m is None or not _WORD_RE.search(re.sub(r"\$[^$]*\$", " ", sentence[: m.start()])):
+        return None
+    return m.group(1).strip()
+
+
+def answer_is(text: str) -> str | None:
+    """What follows the last "answer is" / "Answer:" / "答案：" on its line, without trailing sentence punctuation."""
+    marker = _answer_marker(text)
+    return marker[0] if marker else None
+
+
+def prose_answer(text: str) -> str | None:
+    """A value the last sentence states, conservatively: at its end after "is"/"equals", or as its only math span
+    named "the answer / solution"."""
+    line = text[-TAIL_CHARS:].strip().rsplit("\n", 1)[-1].strip().strip("*").strip()
+    sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
+    if not sentences:
+        return None
+    last = sentences[-1]
+    named = _NAMED_SPAN_RE.match(last)
+    if named and last.count("$") == 2:
+        return named.group(1)
+    return _stated_value(last)
 
 
 def trailing_letter(text: str) -> str | None:
-    """An option letter standing alone on the last non-empty line: `C`, `(C)`, `**C.**`, `Option C`."""
+    """An option on the last non-empty line: a lone letter (`C`, `(C)`, `**C.**`, `Option C`) as the letter, or a
+    letter with its option text (`Option B) No`, `\\textbf{(C)}`, `(C) $\\frac15$`) as the whole line, so that the
+    choice check sees any other letter the line names."""
     lines = text[-TAIL_CHARS:].strip().rsplit("\n", 1)
-    m = _LETTER_LINE_RE.match(lines[-1].strip()) if lines else None
-    return m.group(1).upper() if m else None
+    line = lines[-1].strip() if lines else ""
+    m = _LETTER_LINE_RE.match(line)
+    if m:
+        return m.group(1).upper()
+    cleaned = clean_latex(line).strip("*").strip()
+    m = _LETTER_LINE_RE.match(cleaned)
+    if m:
+        return m.group(1).upper()
+    return cleaned if len(cleaned) <= WHOLE_RESPONSE_MAX_CHARS and _OPTION_LINE_RE.match(cleaned) else None
 
 
 def short_answer_field(text: str) -> str | None:
@@ -121,15 +229,19 @@ def extract_answer(response: str | bytes | None, json_short_answer: bool = False
     if tagged is not None:
         inner = last_boxed(tagged) or answer_is(tagged) or tagged
         return Extraction(inner, "answer_tag") if inner else Extraction(None, "none")
-    boxed = last_boxed(body)
-    if boxed:
-        return Extraction(boxed, "boxed")
-    stated = answer_is(body)
-    if stated:
-        return Extraction(stated, "answer_is")
+    box = _final_boxes(body)
+    if box and box.content:
+        after = _answer_marker(body, box.end)  # an answer stated after the box wins over it
+        return Extraction(after[0], "answer_is") if after else Extraction(box.content, "boxed")
+    marker = _answer_marker(body)
+    if marker:
+        return Extraction(marker[0], "answer_is")
     letter = trailing_letter(body)
     if letter:
         return Extraction(letter, "option_letter")
+    prose = prose_answer(body)
+    if prose:
+        return Extraction(prose, "prose")
     whole = body.strip()
     if whole and len(whole) <= WHOLE_RESPONSE_MAX_CHARS and "\n" not in whole:
         return Extraction(whole, "whole")

@@ -26,6 +26,7 @@ _UNICODE = str.maketrans(
         "\u2260": r"\ne ",
         "\u222a": r"\cup ",
         "\u00b1": r"\pm ",
+        "\u2248": r"\approx ",
         "\u00b0": "",
         "\u00b2": "^2",
         "\u00b3": "^3",
@@ -50,7 +51,9 @@ _SPACING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lr]?|displaystyle|textstyle|
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
 _FRAC_ALIAS_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _BINOM_ALIAS_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
-_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\{,\})(?=\d{3}(?!\d))")
+# Digit groups as MATH writes them: `10{,}000`, `10\\,000`, `11,\\! 111,\\! 100`.
+_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\{,\}|,\\!\s*|,\\ \s*)(?=\d{3}(?!\d))")
+_PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent|per\s+cent)\b", re.IGNORECASE)
 _GROUPED_NUMBER_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SCALE_RE = re.compile(r"(?<=[\d\s])\s*(thousand|million|billion|trillion)\s*$", re.IGNORECASE)
 _SCALES = {"thousand": "10^3", "million": "10^6", "billion": "10^9", "trillion": "10^12"}
@@ -108,7 +111,7 @@ def _unwrap(span: str) -> str:
 
 
 def _strip_delimiters(span: str) -> str:
-    span = span.strip().replace("$", "")
+    span = span.strip().replace("\\$", "").replace("$", "")  # a currency sign first, then math delimiters
     for left, right in ((r"\(", r"\)"), (r"\[", r"\]")):
         if span.startswith(left) and span.endswith(right):
             span = span[2:-2]
@@ -127,7 +130,8 @@ def clean_latex(span: str) -> str:
         span = _SPACING_RE.sub(" ", span)
         span = _FRAC_ALIAS_RE.sub(r"\\frac", span)
         span = _BINOM_ALIAS_RE.sub(r"\\binom", span)
-        span = span.replace(r"\%", "%").replace(r"\$", "")
+        span = span.replace(r"\%", "%")
+    span = _PERCENT_WORD_RE.sub("%", span)
     span = " ".join(span.split()).rstrip(" .,;:")
     if _GROUPED_NUMBER_RE.fullmatch(span):
         span = span.replace(",", "")

@@ -10,7 +10,7 @@ Node shapes (all tuples, hashable):
     ("var", name) | ("const", "pi" | "e" | "i" | "inf")
     ("add", terms) | ("mul", factors) | ("neg", x) | ("div", a, b) | ("pow", a, b) | ("pct", x)
     ("root", x, index) | ("fn", name, x) | ("log", x, base_or_None) | ("fact", x) | ("abs", x) | ("binom", n, k)
-    ("rel", sides, ops)           ops drawn from = < > <= >= != in
+    ("rel", sides, ops)           ops drawn from = < > <= >= != in ~ (approximately)
     ("tuple", open, close, items) | ("set", items) | ("list", items) | ("union", parts)
 """
 
@@ -63,7 +63,7 @@ _CMD_ALIASES = {
     "gt": ("rel", ">"),
     "ne": ("rel", "!="),
     "neq": ("rel", "!="),
-    "approx": ("rel", "="),
+    "approx": ("rel", "~"),
     "in": ("rel", "in"),
     "lvert": ("op", "|"),
     "rvert": ("op", "|"),
