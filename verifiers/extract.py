@@ -30,9 +30,11 @@ WHOLE_RESPONSE_MAX_CHARS = 80
 REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 
 _ANSWER_IS_RE = re.compile(r"(?i)\b(?:answer|option|choice)(?:\s+letter)?\b\s*(?:is\s*[:：]?|[:：=])\s*")
-_CJK_ANSWER_RE = re.compile(r"(?:(?:最终答案|正确答案|答案)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选\s*[:：]?)\s*")
+_CJK_ANSWER_RE = re.compile(
+    r"(?:(?:最终答案|正确答案|答案)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选\s*[:：]?)\s*"
+)
 _SENTENCE_END_RE = re.compile(r"[.!?。](?=\s|$)")
-# A value stated at the end of a sentence: "... is 34", "... is about 31%", "... is 17.5 cm", "... equals $\\frac{1}{2}$".
+# A value stated at the end of a sentence: "... is 34", "... is about 31%", "... is 17.5 cm", "... equals $1/2$".
 _STATED_VALUE_RE = re.compile(
     r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
     r"(\$[^$]+\$|\\\(.+?\\\)|[-+]?\d[\d,]*(?:\.\d+)?\s*(?:%|percent\b|[A-Za-z]{1,12}(?:\^\{?[23]\}?)?)?)\s*$"
