@@ -30,7 +30,10 @@ _HEDGE_RE = re.compile(r"(?i)\bor\b|或|\\lor(?![a-zA-Z])|\\vee(?![a-zA-Z])")
 
 _RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|approx|leqslant|geqslant)(?![a-zA-Z])")
 _INEQUALITY_RE = re.compile(r"<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|leqslant|geqslant)(?![a-zA-Z])")
-_SOLVED_FOR_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=(?!=)|(?<![=<>!])=\s*[A-Za-z](?:_\{?\w+\}?)?\s*$")
+_NAME = r"[A-Za-z](?:_\{?\w+\}?)?"
+_SOLVED_FOR_RE = re.compile(
+    rf"^\s*(?:{_NAME}|\(\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\))\s*=(?!=)|(?<![=<>!])=\s*{_NAME}\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ def _plan(item: Item) -> list[VerifyResult | _Symbolic]:
     if not golds:
         return [VerifyResult(False, None, "text", "none", "empty_gold")]
     rule = rule_for(item.benchmark)
-    span = extract_answer(item.prediction, rule.json_short_answer).span
+    span = extract_answer(item.prediction, rule.json_short_answer, item.choices).span
     plan: list[VerifyResult | _Symbolic] = []
     for gold in golds:
         plan.append(_check_one(item, rule, gold, span))

@@ -370,17 +370,22 @@ def _stated_values(rel: tuple) -> tuple[tuple, tuple | None] | None:
     sides, ops = rel[1], rel[2]
     if any(op not in ("=", "~") for op in ops):
         return None
-    values = [side for side in sides if side[0] != "var"]
+    values = [side for side in sides if not _is_name(side)]
     if not values or (len(values) == len(sides) and any(free_vars(side) for side in sides)):
         return None
-    if len(sides) - len(values) > 1 or (len(values) < len(sides) and sides[0][0] != "var" and sides[-1][0] != "var"):
+    if len(sides) - len(values) > 1 or (len(values) < len(sides) and values[0] is sides[0] and values[-1] is sides[-1]):
         return None  # `x = y`, or a variable in the middle of a chain
     exact_count = 1 + next((i for i, op in enumerate(ops) if op == "~"), len(ops))
-    exact = [side for side in sides[:exact_count] if side[0] != "var"] or values[:1]
+    exact = [side for side in sides[:exact_count] if not _is_name(side)] or values[:1]
     if any(equal(exact[-1], other) is not True for other in exact[:-1]):
         return None  # `5 = 7` states nothing
     approximation = values[-1] if "~" in ops and values[-1] is not exact[-1] else None
     return exact[-1], approximation
+
+
+def _is_name(side: tuple) -> bool:
+    """What an equation may solve for: `x`, or a tuple of names `(p, q, r)`."""
+    return side[0] == "var" or (side[0] == "tuple" and all(item[0] == "var" for item in side[3]))
 
 
 def _value_equal(gold: tuple, pred: tuple, tol: Tolerance | None) -> bool | None:
@@ -494,8 +499,11 @@ def equal(gold: tuple, pred: tuple, tol: Tolerance | None = None) -> bool | None
             return _value_equal(gold, pred, tol)
         g_int, p_int = _interval_from_relation(gold), _interval_from_relation(pred)
         return None if g_int is None or p_int is None else equal(g_int, p_int, tol)
-    if (gk == "rel" and pk not in _STRUCTURES) or (pk == "rel" and gk not in _STRUCTURES):
-        return _value_equal(gold, pred, tol)
+    if (gk == "rel") != (pk == "rel"):
+        relation = gold if gk == "rel" else pred
+        other = pred if gk == "rel" else gold
+        if other[0] not in _STRUCTURES or _stated_values(relation) is not None:
+            return _value_equal(gold, pred, tol)  # `(p, q, r) = (3, 2, 7)` states a tuple
     if gk in _STRUCTURES or pk in _STRUCTURES:
         return _structures_equal(gold, pred, tol)
     verdicts = [_scalar_equal(g, p, tol) for g in _percent_variants(gold) for p in _percent_variants(pred)]

@@ -9,7 +9,8 @@ Order, first hit wins:
 4. an option letter standing alone on the last line;
 5. the last sentence, when it states a value conservatively: "… is (about) 34.", "… is $x \\ge 5$.", or
    "$x \\ge 5$ is the solution.";
-6. the whole response when it is one short line.
+6. with the question's options known: the one option the last sentence names, or a leading "Yes," / "No,";
+7. the whole response when it is one short line.
 Only the part after a closed `</think>` / `</thought>` block is searched, so numbers in the reasoning are never taken
 for the answer. All searches are `rfind`-based or run on a bounded tail, so a 1 MB response costs milliseconds.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from verifiers.normalize import clean_latex, matching_brace, sanitize
@@ -29,7 +31,10 @@ MAX_BOXED_CANDIDATES = 8
 WHOLE_RESPONSE_MAX_CHARS = 80
 REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 
-_ANSWER_IS_RE = re.compile(r"(?i)\b(?:answer|option|choice)(?:\s+letter)?\b\s*(?:is\s*[:：]?|[:：=])\s*")
+_ANSWER_IS_RE = re.compile(
+    r"(?im)(?:\b(?:answer|option|choice)(?:\s+letter|\s+to\s+(?:the|this)\s+question)?\b\s*(?:is\s*[:：]?|[:：=])"
+    r"|^[ \t]*(?:final\s+)?answer[ \t]*(?=\$))\s*"
+)
 _CJK_ANSWER_RE = re.compile(
     r"(?:(?:最终答案|正确答案|答案)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选\s*[:：]?)\s*"
 )
@@ -45,9 +50,12 @@ _NAMED_SPAN_RE = re.compile(
     r"(?:answer|solution|result|value)s?\b[^$]*$"
 )
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_NEGATION_RE = re.compile(r"\b(?:not|never|neither|nor|cannot)\b|n't\b")
 _OR_RE = re.compile(r"(?i)\bor\b(?!\s*,?\s*equivalently)|或")
 # Between the boxes of one list answer: separators only.
-_BOX_SEPARATOR_RE = re.compile(r"^[\s$,;]*(?:(?:and|&|\\text\{\s*and\s*\}|\\quad)[\s$,;]*)?$")
+_BOX_SEPARATOR_RE = re.compile(r"^(?:[\s$,;&]|\band\b|\\text\{\s*and\s*\}|\\q?quad|\\[,;!()\[\]])*$")
+# Generation-stop markers a decoder may leave in the text.
+_STOP_TEXT_RE = re.compile(r"(?:\s*(?:</s>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<eos>))+\s*$")
 _LETTER_LINE_RE = re.compile(r"^[\W_]*(?:(?:option|choice)\s*)?\(?([A-J])\)?[\W_]*$", re.IGNORECASE)
 _OPTION_LINE_RE = re.compile(r"^(?:(?i:option|choice)\s*)?(?:\([A-J]\)|[A-J][.)])(?:\s|$)")
 _SHORT_ANSWER_RE = re.compile(r'"short answer"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\n]+)', re.IGNORECASE)
@@ -220,9 +228,30 @@ def short_answer_field(text: str) -> str | None:
     return str(raw).strip() or None
 
 
-def extract_answer(response: str | bytes | None, json_short_answer: bool = False) -> Extraction:
-    """The final-answer span of a response; `span is None` when the response states no answer."""
-    body = final_part(sanitize(response))
+def named_option(text: str, choices: Sequence[str]) -> str | None:
+    """A multiple-choice question answered in prose: the one option text the last sentence names ("... would be the
+    lizard."), unless the sentence negates; else a yes/no answer as the response's first word ("No, the number ...")."""
+    line = text[-TAIL_CHARS:].strip().rsplit("\n", 1)[-1].strip()
+    sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
+    last = sentences[-1].lower() if sentences else ""
+    texts = [str(c).strip() for c in choices if _WORD_RE.search(str(c))]
+    named = [c for c in texts if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", last)]
+    named = [c for c in named if not any(c != other and c.lower() in other.lower() for other in named)]
+    if len(named) == 1 and not _NEGATION_RE.search(last):
+        return named[0]
+    words = text.strip().split(maxsplit=1)
+    first = words[0].strip(",.!:").lower() if words else ""
+    if not named and first in ("yes", "no") and {c.lower() for c in texts} == {"yes", "no"}:
+        return next(c for c in texts if c.lower() == first)
+    return None
+
+
+def extract_answer(
+    response: str | bytes | None, json_short_answer: bool = False, choices: Sequence[str] | None = None
+) -> Extraction:
+    """The final-answer span of a response; `span is None` when the response states no answer. `choices` (option
+    texts) let a prose answer that names one option count."""
+    body = _STOP_TEXT_RE.sub("", final_part(sanitize(response)))
     if json_short_answer:
         field = short_answer_field(body)
         if field is not None:
@@ -244,6 +273,9 @@ def extract_answer(response: str | bytes | None, json_short_answer: bool = False
     prose = prose_answer(body)
     if prose:
         return Extraction(prose, "prose")
+    option = named_option(body, choices) if choices else None
+    if option:
+        return Extraction(option, "named_option")
     whole = body.strip()
     if whole and len(whole) <= WHOLE_RESPONSE_MAX_CHARS and "\n" not in whole:
         return Extraction(whole, "whole")

@@ -53,8 +53,8 @@ _FRAC_ALIAS_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _BINOM_ALIAS_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 # Digit groups as MATH writes them: `10{,}000`, `10\\,000`, `11,\\! 111,\\! 100`.
 _THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\{,\}|,\\!\s*|,\\ \s*)(?=\d{3}(?!\d))")
-_PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent|per\s+cent)\b", re.IGNORECASE)
-_GROUPED_NUMBER_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent|per\s+cent|pct)\b", re.IGNORECASE)
+_GROUPED_NUMBER_RE = re.compile(r"-?\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")  # 10,000 and 10 000
 _SCALE_RE = re.compile(r"(?<=[\d\s])\s*(thousand|million|billion|trillion)\s*$", re.IGNORECASE)
 _SCALES = {"thousand": "10^3", "million": "10^6", "billion": "10^9", "trillion": "10^12"}
 
@@ -134,7 +134,7 @@ def clean_latex(span: str) -> str:
     span = _PERCENT_WORD_RE.sub("%", span)
     span = " ".join(span.split()).rstrip(" .,;:")
     if _GROUPED_NUMBER_RE.fullmatch(span):
-        span = span.replace(",", "")
+        span = span.replace(",", "").replace(" ", "")
     return span
 
 
@@ -147,7 +147,7 @@ def strip_units(span: str) -> str:
     if m and m.start() > 0 and any(ch.isdigit() for ch in span[: m.start()]):
         stripped = span[: m.start()].strip()
         if _GROUPED_NUMBER_RE.fullmatch(stripped):
-            stripped = stripped.replace(",", "")
+            stripped = stripped.replace(",", "").replace(" ", "")
         return stripped
     return span
 

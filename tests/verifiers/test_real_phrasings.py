@@ -43,6 +43,29 @@ REASONING = "The figure shows two triangles.\nComparing the options one by one, 
         # several boxes that together make one list answer
         pytest.param(r"\boxed{1},\boxed{2},\boxed{3}", r"\{1,2,3\}", None, id="boxes-as-a-set"),
         pytest.param(r"The roots are $\boxed{-2}$ and $\boxed{5}$.", "-2, 5", None, id="boxes-joined-by-and"),
+        pytest.param(
+            r"$$\boxed{k = 45} \quad \text{and} \quad \boxed{n = 2}$$", "k = 45, n = 2", None, id="boxes-with-quad-and"
+        ),
+        # answers named in prose, with the options known (MathVista-style)
+        pytest.param(
+            "The organism whose population would decrease is the lizard.",
+            "lizard",
+            ("plant", "human", "lizard", "snake"),
+            id="prose-names-one-option",
+        ),
+        pytest.param("No, there are fewer gray cars than minivans.", "No", ("Yes", "No"), id="leading-no"),
+        pytest.param("Therefore, the answer to the question is (A) Yes.</s>", "Yes", ("Yes", "No"), id="stop-text"),
+        pytest.param(
+            "The correct option letter is D, Dark Seafoam.",
+            "Dark Seafoam",
+            ("Red", "Blue", "Green", "Dark Seafoam"),
+            id="letter-comma-option-text",
+        ),  # fmt: skip
+        # other real forms from the grader suites
+        pytest.param("$(3,2,7)$", "$(p,q,r)=(3,2,7)$", None, id="tuple-for-solved-tuple"),
+        pytest.param("1 000", "1000", None, id="space-digit-groups"),
+        pytest.param("Answer $ 9 $", "9", None, id="answer-then-math"),
+        pytest.param(r"$\boxed{28 pct}", r"28\%", None, id="pct"),
         # matrices
         pytest.param(
             r"\boxed{\begin{bmatrix}1&2\\3&4\end{bmatrix}}",

@@ -43,6 +43,12 @@ GAMING = [
     pytest.param(r"The answer is $x = \boxed{4}$ or $x=5$", "4", None, None, id="hedge-outside-the-box"),
     pytest.param(r"\boxed{2} \boxed{3}", "3", None, None, id="two-boxes-for-one-value"),
     pytest.param("答案：5或6", "5", None, None, id="cjk-hedge"),
+    # a letter whose own option text contradicts it, and prose that names an option only to reject it
+    pytest.param(r"\boxed{\text{(D) }71}", "D", ("50", "52", "54", "56", "58"), None, id="letter-with-a-wrong-value"),
+    pytest.param("(A) 14", "A", OPTIONS, None, id="letter-with-another-options-text"),
+    pytest.param("It is certainly not the lizard.", "lizard", ("plant", "lizard"), None, id="negated-option"),
+    pytest.param("It is the lizard or the plant.", "lizard", ("plant", "lizard"), None, id="two-options-in-prose"),
+    pytest.param("The answer is A, and also B", "A", OPTIONS, None, id="letter-comma-then-another"),
     # a leading label is not option A
     pytest.param("A: The correct option letter is D", "A", OPTIONS, None, id="label-a-colon"),
     pytest.param("Answer: D", "A", OPTIONS, None, id="answer-label"),
