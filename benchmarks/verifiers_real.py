@@ -170,7 +170,7 @@ def parametrized_cases(text: str) -> list[tuple[str, str, bool]]:
             values = [v for v in map(_literal, elements) if v is not None]  # a non-literal case is skipped
             if isinstance(values, list) and names == ["output_pair"]:  # NeMo-Skills: one list per expectation
                 expected = "incorrect" not in node.name
-                cases += [(str(a), str(b), expected) for a, b in values] + [(str(b), str(a), expected) for a, b in values]
+                cases += [(str(x), str(y), expected) for a, b in values for x, y in ((a, b), (b, a))]
                 continue
             if "gold" not in names or "pred" not in names:
                 continue
@@ -347,7 +347,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     disagreements = [r for r in scored if r["verifiers"] != r["label"] and r["label_reliable"]]
     picked = rng.sample(disagreements, min(args.sample_disagreements, len(disagreements)))
-    (args.out / "disagreements_sample.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in picked))
+    lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in picked)
+    (args.out / "disagreements_sample.jsonl").write_text("".join(lines))
     print(f"\n{len(disagreements)} disagreements with reliable labels; {len(picked)} sampled for hand-checking")
 
 

@@ -61,7 +61,8 @@ def _contradicts(letter: str, text: str, choices: Sequence[str]) -> bool:
     if index >= len(choices):
         return False
     try:
-        return equal(parse(strip_units(clean_latex(str(choices[index])))), parse(strip_units(clean_latex(text)))) is False
+        option, stated = (parse(strip_units(clean_latex(str(t)))) for t in (choices[index], text))
+        return equal(option, stated) is False
     except ParseError:
         return False  # prose after the letter: the letter stands
 
