@@ -59,8 +59,14 @@ MATHVISTA_RUNS = {
     "claude/output_claude_2shot_solution.json": "llm",
 }
 SUITE_FILES = {
-    "Math-Verify": ["tests/test_all.py", "tests/test_numina_cases.py", "tests/test_open_thoughts.py",
-                    "tests/test_yujianll.py", "tests/test_boxed.py", "tests/test_strict.py"],  # fmt: skip
+    "Math-Verify": [
+        "tests/test_all.py",
+        "tests/test_numina_cases.py",
+        "tests/test_open_thoughts.py",
+        "tests/test_yujianll.py",
+        "tests/test_boxed.py",
+        "tests/test_strict.py",
+    ],  # fmt: skip
     "MARIO_EVAL": ["math_evaluation/tests/test_is_equiv.py"],
     "hendrycks-math": ["modeling/math_equivalence_test.py"],
     "NeMo-Skills": ["tests/test_math_equal.py"],
