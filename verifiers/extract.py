@@ -32,18 +32,32 @@ WHOLE_RESPONSE_MAX_CHARS = 80
 REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 
 _ANSWER_IS_RE = re.compile(
-    r"(?im)(?:\b(?:answer|option|choice)(?:\s+letter|\s+to\s+(?:the|this)\s+question)?\b\s*(?:is\s*[:：]?|[:：=])"
-    r"|^[ \t]*(?:final\s+)?answer[ \t]*(?=\$))\s*"
+    r"(?i)\b(?:answer|option|choice)(?:\s+letter|\s+to\s+(?:the|this|your)\s+question)?\b\s*(?:is\s*[:：]?|[:：=])\s*"
 )
+_ANSWER_LINE_RE = re.compile(r"(?im)^[ \t]*(?:final\s+)?answer[ \t]*(?=\$)")  # "Answer $9$" on a line of its own
 _CJK_ANSWER_RE = re.compile(
-    r"(?:(?:最终答案|正确答案|答案)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选\s*[:：]?)\s*"
+    r"(?:(?:最终答案|正确答案|答案|选项)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选(?!项)\s*[:：]?)\s*"
 )
 _SENTENCE_END_RE = re.compile(r"[.!?。](?=\s|$)")
 # A value stated at the end of a sentence: "... is 34", "... is about 31%", "... is 17.5 cm", "... equals $1/2$".
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?|" + "|".join(_NUMBER_WORDS)
 _STATED_VALUE_RE = re.compile(
     r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
-    r"(\$[^$]+\$|\\\(.+?\\\)|[-+]?\d[\d,]*(?:\.\d+)?\s*(?:%|percent\b|[A-Za-z]{1,12}(?:\^\{?[23]\}?)?)?)\s*$"
+    rf"['\"]?(\$[^$]+\$|\\\(.+?\\\)|(?:{_NUMBER})\s*(?:%|percent\b|[A-Za-z]{{1,12}}(?:\^\{{?[23]\}}?)?)?)['\"]?"
+    r"(?:\s+(?:long|tall|wide|high|deep|old|away|apart|left|in\s+total))?\s*$"
 )
+# "There are 3 dots in each group": a count, when it is the sentence's only number.
+_COUNT_RE = re.compile(rf"(?i)\bthere\s+(?:are|is|were|was)\s+({_NUMBER})\s+[a-z]")
+_ANY_NUMBER_RE = re.compile(rf"(?i)\d|\b(?:{'|'.join(_NUMBER_WORDS)})\b")
+# Closing pleasantries after the answer ("I hope this helps!"): not where a final answer is stated.
+_PLEASANTRY_RE = re.compile(r"(?i)^(?:i hope|hope this|let me know|feel free|do you want|if you have)")
 # "$x \\geq 5$ is the solution": the sentence's only math span, named as the answer.
 _NAMED_SPAN_RE = re.compile(
     r"(?i)^(?:so|thus|therefore|hence|finally)?\W*(\$[^$]+\$)\s+(?:is|are)\s+the\s+(?:final\s+)?"
@@ -54,8 +68,8 @@ _NEGATION_RE = re.compile(r"\b(?:not|never|neither|nor|cannot)\b|n't\b")
 _OR_RE = re.compile(r"(?i)\bor\b(?!\s*,?\s*equivalently)|或")
 # Between the boxes of one list answer: separators only.
 _BOX_SEPARATOR_RE = re.compile(r"^(?:[\s$,;&]|\band\b|\\text\{\s*and\s*\}|\\q?quad|\\[,;!()\[\]])*$")
-# Generation-stop markers a decoder may leave in the text.
-_STOP_TEXT_RE = re.compile(r"(?:\s*(?:</s>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<eos>))+\s*$")
+# Generation-stop markers a decoder may leave at the end of the text.
+_STOP_TEXTS = ("</s>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<eos>")
 _LETTER_LINE_RE = re.compile(r"^[\W_]*(?:(?:option|choice)\s*)?\(?([A-J])\)?[\W_]*$", re.IGNORECASE)
 _OPTION_LINE_RE = re.compile(r"^(?:(?i:option|choice)\s*)?(?:\([A-J]\)|[A-J][.)])(?:\s|$)")
 _SHORT_ANSWER_RE = re.compile(r'"short answer"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\n]+)', re.IGNORECASE)
@@ -160,6 +174,8 @@ def _answer_marker(text: str, start: int = 0) -> tuple[str, int] | None:
     offset = max(len(text) - TAIL_CHARS, start)
     tail = text[offset:]
     matches = [_last_match(_ANSWER_IS_RE, tail)]
+    if "nswer $" in tail or "nswer$" in tail:
+        matches.append(_last_match(_ANSWER_LINE_RE, tail))
     if "答" in tail or "选" in tail:
         matches.append(_last_match(_CJK_ANSWER_RE, tail))
     last = max((m for m in matches if m), key=lambda m: m.start(), default=None)
@@ -175,7 +191,8 @@ def _stated_value(sentence: str) -> str | None:
     m = _STATED_VALUE_RE.search(sentence)
     if m is None or not _WORD_RE.search(re.sub(r"\$[^$]*\$", " ", sentence[: m.start()])):
         return None
-    return m.group(1).strip()
+    value = m.group(1).strip()
+    return _NUMBER_WORDS.get(value.lower(), value)
 
 
 def answer_is(text: str) -> str | None:
@@ -187,7 +204,10 @@ def answer_is(text: str) -> str | None:
 def prose_answer(text: str) -> str | None:
     """A value the last sentence states, conservatively: at its end after "is"/"equals", or as its only math span
     named "the answer / solution"."""
-    line = text[-TAIL_CHARS:].strip().rsplit("\n", 1)[-1].strip().strip("*").strip()
+    lines = [line.strip() for line in text[-TAIL_CHARS:].split("\n") if line.strip()]
+    while lines and _PLEASANTRY_RE.match(lines[-1]):
+        lines.pop()
+    line = lines[-1].replace("**", "") if lines else ""
     sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
     if not sentences:
         return None
@@ -195,6 +215,9 @@ def prose_answer(text: str) -> str | None:
     named = _NAMED_SPAN_RE.match(last)
     if named and last.count("$") == 2:
         return named.group(1)
+    count = _COUNT_RE.search(last)
+    if count and len(_ANY_NUMBER_RE.findall(last)) == 1:
+        return _NUMBER_WORDS.get(count.group(1).lower(), count.group(1))
     return _stated_value(last)
 
 
@@ -251,7 +274,9 @@ def extract_answer(
 ) -> Extraction:
     """The final-answer span of a response; `span is None` when the response states no answer. `choices` (option
     texts) let a prose answer that names one option count."""
-    body = _STOP_TEXT_RE.sub("", final_part(sanitize(response)))
+    body = final_part(sanitize(response)).rstrip()
+    while body.endswith(_STOP_TEXTS):
+        body = body[: body.rfind("<")].rstrip()
     if json_short_answer:
         field = short_answer_field(body)
         if field is not None:

@@ -61,6 +61,18 @@ REASONING = "The figure shows two triangles.\nComparing the options one by one, 
             ("Red", "Blue", "Green", "Dark Seafoam"),
             id="letter-comma-option-text",
         ),  # fmt: skip
+        pytest.param("The nail is about 2 inches long.", "2", None, id="value-unit-adjective"),
+        pytest.param("9 dots / 3 groups = 3 dots\n\nThere are 3 dots in each group.", "3", None, id="there-are-n"),
+        pytest.param("There are three people in the image who were born later.", "3", None, id="number-word"),
+        pytest.param("So the range is 9 - (-3) = **4**.\n\nI hope this helps!", "4", None, id="pleasantry"),
+        pytest.param("The mode of the numbers is '53'.", "53", None, id="quoted-value"),
+        pytest.param("所以，∠BCH的大小为30°，选项为C。", "30°", ("60°", "45°", "30°", "25°"), id="cjk-option-is"),
+        pytest.param(
+            "The answer to your question is (A) Yes. There are fewer SUVs.</s>",
+            "Yes",
+            ("Yes", "No"),
+            id="answer-to-your-question",
+        ),  # fmt: skip
         # other real forms from the grader suites
         pytest.param("$(3,2,7)$", "$(p,q,r)=(3,2,7)$", None, id="tuple-for-solved-tuple"),
         pytest.param("1 000", "1000", None, id="space-digit-groups"),
