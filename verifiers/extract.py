@@ -135,8 +135,7 @@ def _final_boxes(text: str) -> _Box | None:
         return None
     contents = list(dict.fromkeys(box.content for box in reversed(run) if box.content))  # `\\boxed{5}\\boxed{5}` is 5
     first, last = run[-1], run[0]
-    nearby = text[max(first.start - 300, 0) : last.end + 300]
-    if "or" in nearby or "或" in nearby:
+    if _OR_RE.search(text, max(first.start - 300, 0), last.end + 300):
         begin, stop = _sentence_bounds(text, first.start, last.end)
         if _OR_RE.search(text[begin : first.start] + " " + text[last.end : stop]):
             return _Box(first.start, last.end, text[begin:stop].strip())  # "$x = \\boxed{4}$ or $x = 5$" hedges
