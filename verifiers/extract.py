@@ -257,7 +257,9 @@ def named_option(text: str, choices: Sequence[str]) -> str | None:
     sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
     last = sentences[-1].lower() if sentences else ""
     texts = [str(c).strip() for c in choices if _WORD_RE.search(str(c))]
-    named = [c for c in texts if re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", last)]
+    named = [  # "yes" / "no" are too common in prose to count as naming an option ("There is no doubt.")
+        c for c in texts if c.lower() not in ("yes", "no") and re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", last)
+    ]
     named = [c for c in named if not any(c != other and c.lower() in other.lower() for other in named)]
     if len(named) == 1 and not _NEGATION_RE.search(last):
         return named[0]

@@ -50,6 +50,7 @@ GAMING = [
     pytest.param("It is the lizard or the plant.", "lizard", ("plant", "lizard"), None, id="two-options-in-prose"),
     pytest.param("The answer is A, and also B", "A", OPTIONS, None, id="letter-comma-then-another"),
     pytest.param("There are 2 or 3 dots in each group.", "2", None, None, id="count-hedge"),
+    pytest.param("Yes. There is no doubt about it.", "No", ("Yes", "No"), None, id="no-as-a-word-in-prose"),
     pytest.param("There are 2 bars with values larger than 4.", "4", None, None, id="count-with-two-numbers"),
     # a leading label is not option A
     pytest.param("A: The correct option letter is D", "A", OPTIONS, None, id="label-a-colon"),
