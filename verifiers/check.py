@@ -26,8 +26,6 @@ from verifiers.result import VerifyResult
 
 # A span offering alternatives ("5 or 6", "(A) or (B)", "yes or no"): wrong unless the gold answer has several values.
 _HEDGE_RE = re.compile(r"(?i)\bor\b|或|\\lor(?![a-zA-Z])|\\vee(?![a-zA-Z])")
-
-
 _RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|approx|leqslant|geqslant)(?![a-zA-Z])")
 _INEQUALITY_RE = re.compile(r"<|>|\\(?:le|ge|leq|geq|ne|neq|lt|gt|leqslant|geqslant)(?![a-zA-Z])")
 _NAME = r"[A-Za-z](?:_\{?\w+\}?)?"

@@ -26,7 +26,7 @@ _LIST_SPLIT_RE = re.compile(r"\s*(?:,|;|\band\b|&|\s)\s*")
 
 def parse_letters(span: str, multi_letter: bool = False) -> frozenset[str] | None:
     """The option letters a span names: `C`, `(c)`, `C. 45`, `Option C`, `A, C`; `AC` only when `multi_letter`."""
-    text = _PREFIX_RE.sub("", clean_latex(span)).strip()
+    text = _letter_text(span)
     m = _SINGLE_RE.match(text)
     if m:
         return frozenset(m.group(1).upper())
@@ -39,6 +39,11 @@ def parse_letters(span: str, multi_letter: bool = False) -> frozenset[str] | Non
     if multi_letter and 1 < len(text) <= len(LETTERS) and all(ch in LETTERS for ch in text):
         return frozenset(text)
     return None
+
+
+def _letter_text(span: str) -> str:
+    """The span without LaTeX presentation and without an answer prefix or label."""
+    return _PREFIX_RE.sub("", clean_latex(span)).strip()
 
 
 def _leading_letter(text: str) -> tuple[str, str] | None:
@@ -91,7 +96,7 @@ def letters_in(span: str, choices: Sequence[str] | None, multi_letter: bool = Fa
     """Letters named by a span, falling back to matching the option texts when choices are known."""
     letters = parse_letters(span, multi_letter)
     if letters is not None and (not choices or all(LETTERS.index(ch) < len(choices) for ch in letters)):
-        leading = _leading_letter(_PREFIX_RE.sub("", clean_latex(span)).strip()) if choices else None
+        leading = _leading_letter(_letter_text(span)) if choices else None
         if leading and _contradicts(*leading, choices):
             return None
         return letters

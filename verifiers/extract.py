@@ -167,9 +167,9 @@ def answer_tag(text: str) -> str | None:
     return None if open_ < 0 else text[open_ + len("<answer>") : close].strip()
 
 
-def _answer_marker(text: str, start: int = 0) -> tuple[str, int] | None:
-    """The statement after the last answer marker at or after `start`, and where the marker is (an index into
-    `text`)."""
+def answer_is(text: str, start: int = 0) -> str | None:
+    """What follows the last "answer is" / "Answer:" / "答案：" at or after `start`, on its line, without trailing
+    sentence punctuation; a sentence there is reduced to the value it ends on."""
     offset = max(len(text) - TAIL_CHARS, start)
     tail = text[offset:]
     matches = [_last_match(_ANSWER_IS_RE, tail)]
@@ -182,7 +182,7 @@ def _answer_marker(text: str, start: int = 0) -> tuple[str, int] | None:
         return None
     line = text[offset + last.end() :].lstrip().split("\n", 1)[0]
     line = re.split(r"\.(?:\s|$)|。", line, maxsplit=1)[0].strip().strip("*").strip()
-    return (_stated_value(line) or line, offset + last.start()) if line else None
+    return (_stated_value(line) or line) if line else None
 
 
 def _stated_value(sentence: str) -> str | None:
@@ -194,10 +194,9 @@ def _stated_value(sentence: str) -> str | None:
     return _NUMBER_WORDS.get(value.lower(), value)
 
 
-def answer_is(text: str) -> str | None:
-    """What follows the last "answer is" / "Answer:" / "答案：" on its line, without trailing sentence punctuation."""
-    marker = _answer_marker(text)
-    return marker[0] if marker else None
+def _last_sentence(line: str) -> str:
+    sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
+    return sentences[-1] if sentences else ""
 
 
 def prose_answer(text: str) -> str | None:
@@ -206,11 +205,9 @@ def prose_answer(text: str) -> str | None:
     lines = [line.strip() for line in text[-TAIL_CHARS:].split("\n") if line.strip()]
     while lines and _PLEASANTRY_RE.match(lines[-1]):
         lines.pop()
-    line = lines[-1].replace("**", "") if lines else ""
-    sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
-    if not sentences:
+    last = _last_sentence(lines[-1].replace("**", "") if lines else "")
+    if not last:
         return None
-    last = sentences[-1]
     named = _NAMED_SPAN_RE.match(last)
     if named and last.count("$") == 2:
         return named.group(1)
@@ -253,9 +250,7 @@ def short_answer_field(text: str) -> str | None:
 def named_option(text: str, choices: Sequence[str]) -> str | None:
     """A multiple-choice question answered in prose: the one option text the last sentence names ("... would be the
     lizard."), unless the sentence negates; else a yes/no answer as the response's first word ("No, the number ...")."""
-    line = text[-TAIL_CHARS:].strip().rsplit("\n", 1)[-1].strip()
-    sentences = [s.strip() for s in _SENTENCE_END_RE.split(line) if s.strip()]
-    last = sentences[-1].lower() if sentences else ""
+    last = _last_sentence(text[-TAIL_CHARS:].strip().rsplit("\n", 1)[-1]).lower()
     texts = [str(c).strip() for c in choices if _WORD_RE.search(str(c))]
     named = [  # "yes" / "no" are too common in prose to count as naming an option ("There is no doubt.")
         c for c in texts if c.lower() not in ("yes", "no") and re.search(rf"(?<!\w){re.escape(c.lower())}(?!\w)", last)
@@ -288,11 +283,11 @@ def extract_answer(
         return Extraction(inner, "answer_tag") if inner else Extraction(None, "none")
     box = _final_boxes(body)
     if box and box.content:
-        after = _answer_marker(body, box.end)  # an answer stated after the box wins over it
-        return Extraction(after[0], "answer_is") if after else Extraction(box.content, "boxed")
-    marker = _answer_marker(body)
-    if marker:
-        return Extraction(marker[0], "answer_is")
+        after = answer_is(body, box.end)  # an answer stated after the box wins over it
+        return Extraction(after, "answer_is") if after else Extraction(box.content, "boxed")
+    stated = answer_is(body)
+    if stated:
+        return Extraction(stated, "answer_is")
     letter = trailing_letter(body)
     if letter:
         return Extraction(letter, "option_letter")
