@@ -22,17 +22,21 @@ Answer types and option texts go into `extra_info` for the verifier; `benchmark`
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_prep.budget import IMAGE_TAG
-from data_prep.images import image_bytes
+from data_prep.images import image_bytes, is_empty_image, search_bases
 from data_prep.inputs import (
     DATA_SUFFIXES,
+    InputError,
     SchemaError,
     json_rows,
     parquet_num_rows,
@@ -46,16 +50,23 @@ from verifiers.choice import LETTERS
 _NUMBERED_TAG = re.compile(r"<image[\s_]*(\d+)>", re.IGNORECASE)
 _OPTION_SPLIT = re.compile(r"(?:^|;|\n)\s*([A-J])\s*[.:：．]\s*")
 _VARIANT = re.compile(r"(?:variant|sample)[_-]?(\d+)", re.IGNORECASE)
+_LABEL = re.compile(r"\(?([A-Ja-j])[.)]?")
 DYNAMATH_TOLERANCE = 1e-3
+MATHVISTA_QUERIES = "query.json"
+VISION_ONLY_QUESTION = "Answer the question shown in the image."
+VISION_ONLY_NOTE = "vision_only_instruction"
+TEXT_ONLY_PREFIX = "text_only:"
+OPTIONS_UNPARSED = "options_unparsed"
 
 
 @dataclass(frozen=True)
 class Row:
-    """Where a raw row came from: file, row number, global index."""
+    """Where a raw row came from (file, row number, global index), and where its relative image paths are looked up."""
 
     path: Path
     number: int
     index: int
+    bases: tuple[Path, ...] = ()
 
     @property
     def origin(self) -> str:
@@ -123,8 +134,8 @@ def _precision(value: Any) -> int | None:
     return int(value)
 
 
-def _image(raw: dict[str, Any], base: Path, *names: str) -> bytes | None:
-    return image_bytes(first(raw, *names), base)
+def _image(raw: dict[str, Any], row: Row, *names: str) -> bytes | None:
+    return image_bytes(first(raw, *names), row.bases)
 
 
 def _fields(
@@ -137,15 +148,32 @@ def _fields(
     return {"id": _text(row_id), "question": question, "images": placed, "answer": _text(answer), **extra}
 
 
+@functools.lru_cache(maxsize=8)
+def _sidecar_queries(folder: Path) -> dict[str, str]:
+    """MathVista's GitHub layout keeps the prompts (hint + question + choices) in `query.json` beside `testmini.json`,
+    keyed by pid; the parquet layout has them in a `query` column."""
+    path = folder / MATHVISTA_QUERIES
+    if not path.is_file():
+        return {}
+    try:
+        queries = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SchemaError(path, "(file)", f"not JSON ({exc.msg})") from exc
+    if not isinstance(queries, dict):
+        raise SchemaError(path, "(file)", "expected an object of pid -> query")
+    return {str(pid): str(query) for pid, query in queries.items()}
+
+
 def _mathvista(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     choices = parse_options(raw.get("choices"))
-    question = _text(raw.get("query"))
+    pid = first(raw, "pid", "id", "_key")
+    question = _text(raw.get("query")) or _sidecar_queries(row.path.parent).get(str(pid))
     if not question and raw.get("question"):
         question = str(raw["question"]) + (options_block(choices) if choices else "")
     declared = "multi_choice" if raw.get("question_type") == "multi_choice" else _text(raw.get("answer_type"))
-    image = _image(raw, row.path.parent, "decoded_image", "image")
+    image = _image(raw, row, "decoded_image", "image")
     return _fields(
-        first(raw, "pid", "id"),
+        pid,
         question,
         {1: image},
         raw.get("answer"),
@@ -157,27 +185,64 @@ def _mathvista(raw: dict[str, Any], row: Row) -> dict[str, Any]:
 
 def _mathverse(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     image = raw.get("image")
-    images = {1: image_bytes(image, row.path.parent)} if image is not None else {}  # null in the text-only version
+    text_only = is_empty_image(image)  # null, "" or an empty struct: the Text Only version, not a missing image
+    images = {} if text_only else {1: image_bytes(image, row.bases)}
     declared = "choice" if raw.get("question_type") == "multi-choice" else None
-    question = first(raw, "question", "query_wo", "query_cot")
-    return _fields(
-        raw.get("sample_index"),
-        _text(question),
-        images,
-        raw.get("answer"),
-        answer_type=declared,
-        group=_text(raw.get("problem_index")),
-    )
+    question, notes = _text(raw.get("question")), []
+    if not (question or "").strip() and not text_only:
+        # Vision Only: the whole question is in the image. `query_wo`/`query_cot` would add MathVerse's own answer
+        # instruction, which contradicts the chosen template, so the prompt gets a neutral one.
+        question, notes = VISION_ONLY_QUESTION, [VISION_ONLY_NOTE]
+    sample = _text(raw.get("sample_index"))
+    version = _text(raw.get("problem_version")) or ""
+    # The Text Only file numbers its samples 1..788 again, colliding with testmini's 3,940 when both are converted.
+    row_id = f"{TEXT_ONLY_PREFIX}{sample}" if sample and version.lower() == "text only" else sample
+    fields = _fields(row_id, question, images, raw.get("answer"), answer_type=declared)
+    return {**fields, "group": _text(raw.get("problem_index")), "fixes": notes}
+
+
+def tags_as_text(text: str) -> str:
+    """`<imageN>` tags as plain text (`(image N)`), for a problem whose pictures are parts of one composite image."""
+    return _NUMBERED_TAG.sub(lambda m: f"(image {m.group(1)})", text)
+
+
+def single_image_question(text: str) -> str:
+    """The question with one `<image>`: the first numbered tag becomes it, the other tags become text (MathVision
+    names `<image1>`…`<image7>` but ships one composite image per problem). Untagged text gets a leading `<image>`."""
+    first_tag = _NUMBERED_TAG.search(text)
+    if first_tag is None:
+        return text if IMAGE_TAG in text else IMAGE_TAG + "\n" + text
+    return text[: first_tag.start()] + IMAGE_TAG + tags_as_text(text[first_tag.end() :])
+
+
+def options_are_labels(choices: Sequence[str]) -> bool:
+    """True when each option is only its own letter (`A`, `(A)`, `A)`, `a`): the options are drawn in the image."""
+    labels = [_LABEL.fullmatch(c.strip()) for c in choices]
+    return all(m is not None and m.group(1).upper() == letter for m, letter in zip(labels, LETTERS, strict=False))
 
 
 def _mathvision(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     choices = parse_options(raw.get("options"))
     question = _text(raw.get("question"))
-    if question and choices:
-        question += options_block(choices)
-    image = _image(raw, row.path.parent, "decoded_image", "image")
-    declared = "choice" if choices else None
-    return _fields(raw.get("id"), question, {1: image}, raw.get("answer"), choices=choices, answer_type=declared)
+    if choices and options_are_labels(choices):
+        block, choices = "\nOptions: " + ", ".join(LETTERS[: len(choices)]), None  # no "A. A" lines
+    else:
+        choices = [tags_as_text(c) for c in choices] if choices else None
+        block = options_block(choices) if choices else ""
+    declared = "choice" if block else None
+    image = _image(raw, row, "decoded_image", "image")
+    row_id, answer = _text(raw.get("id")), _text(raw.get("answer"))
+    if question is None:
+        return {"id": row_id, "question": None, "images": [image], "answer": answer}
+    prompt = single_image_question(question) + block
+    return {
+        "id": row_id,
+        "question": prompt,
+        "images": [image],
+        "answer": answer,
+        "choices": choices,
+        "answer_type": declared,
+    }
 
 
 def _wemath(raw: dict[str, Any], row: Row) -> dict[str, Any]:
@@ -185,21 +250,22 @@ def _wemath(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     question = _text(raw.get("question"))
     if question and option:
         question += "\nOptions: " + option
-    image = _image(raw, row.path.parent, "image_path", "image")
-    return _fields(
-        first(raw, "ID", "id"),
-        question,
-        {1: image},
-        raw.get("answer"),
-        choices=parse_option_string(option),
-        answer_type="choice",
-    )
+    image = _image(raw, row, "image_path", "image")
+    choices = parse_option_string(option)
+    problem, step = _text(first(raw, "ID", "id")), _text(raw.get("key"))
+    # `ID` names a problem; its sub-steps (`key`) share it, and WeMath's four-way scores need every sub-step.
+    row_id = f"{problem}:{step}" if problem and step else problem
+    fields = _fields(row_id, question, {1: image}, raw.get("answer"), choices=choices, answer_type="choice")
+    # An option string that does not split into A, B, C… stays in the prompt as written; the gold is a letter.
+    notes = [OPTIONS_UNPARSED] if option and choices is None else []
+    return {**fields, "group": problem, "notes": notes}
 
 
 def _logicvista(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     name = first(raw, "imagename", "image")
-    base = row.path.parent
-    image = image_bytes(name, base) or (image_bytes(f"images/{name}", base) if isinstance(name, str) else None)
+    image = image_bytes(name, row.bases) or (
+        image_bytes(f"images/{name}", row.bases) if isinstance(name, str) else None
+    )
     question = _text(raw.get("question"))
     return _fields(first(raw, "_key", "id"), question, {1: image}, raw.get("answer"), multi_letter=True)
 
@@ -209,7 +275,7 @@ def _dynamath(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     match = _VARIANT.search(row.path.stem)
     variant = first(raw, "variant") or (match.group(1) if match else row.path.stem)
     declared = _text(raw.get("answer_type"))
-    image = _image(raw, row.path.parent, "decoded_image", "image")
+    image = _image(raw, row, "decoded_image", "image")
     return _fields(
         None if seed_id is None else f"{seed_id}_v{variant}",  # the 10 variants share the seed's id
         _text(raw.get("question")),
@@ -227,14 +293,15 @@ def _mmmu(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     question = _text(raw.get("question"))
     if question and multiple_choice:
         question += options_block(choices)
-    images = {n: image_bytes(raw.get(f"image_{n}"), row.path.parent) for n in range(1, 8) if raw.get(f"image_{n}")}
+    images = {n: image_bytes(raw.get(f"image_{n}"), row.bases) for n in range(1, 8) if raw.get(f"image_{n}")}
     answer = raw.get("answer")
     accepted = parse_options(answer) if isinstance(answer, str) and answer.startswith("[") else None
     return _fields(
         raw.get("id"),
         question,
         images,
-        accepted[0] if accepted else answer,  # open answers listing several accepted forms keep the first
+        accepted[0] if accepted else answer,
+        answers=accepted if accepted and len(accepted) > 1 else None,  # open answers may accept several forms
         choices=choices if multiple_choice else None,
         answer_type="choice" if multiple_choice else None,
     )
@@ -275,12 +342,19 @@ BENCHMARKS = {
 
 
 class BenchmarkSource:
-    """One benchmark's files as `Record`s; every file's columns are checked before any row is read."""
+    """One benchmark's files as `Record`s; every file's columns are checked before any row is read.
 
-    def __init__(self, key: str, spec: str | Path) -> None:
+    Relative image paths are looked up under `image_root` (when given), then the data file's folder and its parents.
+    """
+
+    def __init__(self, key: str, spec: str | Path, image_root: Path | None = None) -> None:
         self.benchmark = BENCHMARKS[key]
         self.name = self.benchmark.name
         self.files = resolve(spec, DATA_SUFFIXES)
+        if image_root is not None and not image_root.is_dir():
+            raise InputError(f"--image-root {image_root}: not a folder")
+        self.image_root = image_root
+        self.notes: Counter[str] = Counter()
         self.total = 0
         for path in self.files:
             columns, count = self._columns(path)
@@ -300,11 +374,12 @@ class BenchmarkSource:
     def _raw_rows(self) -> Iterator[tuple[dict[str, Any], Row]]:
         index = 0
         for path in self.files:
+            bases = tuple(search_bases(path, self.image_root))
             batches = parquet_rows(path) if path.suffix == ".parquet" else [json_rows(path)]
             number = 0
             for batch in batches:
                 for raw in batch:
-                    yield raw, Row(path, number, index)
+                    yield raw, Row(path, number, index, bases)
                     number += 1
                     index += 1
 

@@ -18,6 +18,7 @@ REASONS = {
     "missing_id": "the id is null or empty",
     "empty_question": "the question is null or empty",
     "empty_answer": "the gold answer is null or empty",
+    "hidden_answer": "the gold answer is a placeholder ('?'): the split withholds its labels (MMMU test)",
     "missing_image": "an image has no bytes (null, empty, or a path that does not exist)",
     "image_tag_mismatch": "more <image> tags than images (fewer tags are fixed, see image_tag_added)",
     "stray_media_tag": "<video> or <audio> in the text, which verl would take for a placeholder",
@@ -26,6 +27,7 @@ REASONS = {
     "duplicate_id": "an id already written (the first valid copy is kept)",
 }
 IMAGE_TAG_ADDED = "image_tag_added"
+HIDDEN_ANSWERS = frozenset({"?"})
 _STRAY_TAGS = ("<video>", "<audio>")
 
 
@@ -58,6 +60,8 @@ def check(record: Record, template: str, budget: PromptBudget, answer_type: str 
     answer = (record.answer or "").strip()
     if not answer:
         return _reject(record, "empty_answer")
+    if answer in HIDDEN_ANSWERS:
+        return _reject(record, "hidden_answer", answer)
     missing = [i for i, data in enumerate(record.images) if not data]
     if missing:
         return _reject(record, "missing_image", f"image {missing[0]} of {len(record.images)}")

@@ -3,7 +3,7 @@
     python -m data_prep mmfinereason --input DIR_OR_GLOB --output DIR [--pass-rate LO,HI] [--val-size N]
         [--template NAME] [--max-prompt-length N] [--processor PATH] [--exclude-types T1,T2] [--no-teacher]
     python -m data_prep filter --input DIR --model PATH --k 4 --output DIR [--pass-rate LO,HI] [--backend B]
-    python -m data_prep benchmark NAME --input PATH --output DIR [--template NAME]
+    python -m data_prep benchmark NAME --input PATH --output DIR [--image-root DIR] [--template NAME]
 
 Exit status: 0 when rows were written, 1 when no row survived, 2 for a schema or input error (the message names
 the file and the column) or an unreadable path.
@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="convert a local copy of an evaluation benchmark")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("--input", required=True, help="file, folder or glob (parquet, json, jsonl)")
+    bench.add_argument(
+        "--image-root",
+        type=Path,
+        default=None,
+        help="folder relative image paths start from (default: the data file's folder, then its parents)",
+    )
     _conversion_options(bench)
 
     flt = commands.add_parser("filter", help="score pass rates with a filter model and keep a range")
@@ -111,7 +117,7 @@ def _convert(args: argparse.Namespace) -> Summary:
     else:
         from data_prep.benchmarks import BenchmarkSource
 
-        source = BenchmarkSource(args.name, args.input)
+        source = BenchmarkSource(args.name, args.input, args.image_root)
         prefix = source.name.lower()
         settings = Settings(
             args.template, budget, shard_rows=args.shard_rows, prefix=prefix, split="test", workers=args.workers

@@ -8,6 +8,7 @@ caught at a fraction of the cost.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ class ImageError(ValueError):
     """Bytes that do not decode to a usable image."""
 
 
-def image_bytes(value: Any, base_dir: Path | None = None) -> bytes | None:
-    """Raw bytes from a `{bytes, path}` struct, plain bytes or a path (relative paths against `base_dir`).
+def image_bytes(value: Any, bases: Sequence[Path] = ()) -> bytes | None:
+    """Raw bytes from a `{bytes, path}` struct, plain bytes or a path (a relative path is looked up under each of
+    `bases` in turn, never under the working directory, so the result does not depend on where the command runs).
 
     None when there is nothing to read: a null value, empty bytes, or a path that does not exist.
     """
@@ -30,18 +32,35 @@ def image_bytes(value: Any, base_dir: Path | None = None) -> bytes | None:
         return None
     if isinstance(value, dict):
         data = value.get("bytes")
-        return bytes(data) if data else _read(value.get("path"), base_dir)
+        return bytes(data) if data else _read(value.get("path"), bases)
     if isinstance(value, bytes | bytearray):
         return bytes(value) or None
     if isinstance(value, str):
-        return _read(value, base_dir)
+        return _read(value, bases)
     return None
 
 
-def _read(path: str | None, base_dir: Path | None) -> bytes | None:
+def is_empty_image(value: Any) -> bool:
+    """True for a value that stores no image at all: null, an empty string, or a struct with neither bytes nor path
+    (how text-only rows of a vision benchmark are stored), as opposed to a path or bytes that fail to load."""
+    if isinstance(value, dict):
+        return not value.get("bytes") and not value.get("path")
+    return value is None or value == "" or value == b""
+
+
+def search_bases(data_file: Path, image_root: Path | None = None) -> list[Path]:
+    """Where relative image paths of `data_file` are looked up: `image_root` first, then the file's folder and each of
+    its parents. Publishers differ: MathVista's `images/` sits beside its JSON, MathVision's at the repository root,
+    above `data/`."""
+    folder = data_file.resolve().parent
+    return ([image_root] if image_root is not None else []) + [folder, *folder.parents]
+
+
+def _read(path: str | None, bases: Sequence[Path]) -> bytes | None:
     if not path:
         return None
-    candidates = [Path(path)] + ([base_dir / path] if base_dir is not None else [])
+    relative = Path(path)
+    candidates = [relative] if relative.is_absolute() else [base / relative for base in bases]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.read_bytes() or None

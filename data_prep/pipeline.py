@@ -12,25 +12,24 @@ group per writer, and the validation candidates.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 from tqdm import tqdm
 
 from data_prep.budget import PromptBudget
 from data_prep.checks import Checked, check
 from data_prep.holdout import Holdout
-from data_prep.quarantine import QUARANTINE_FILE, Quarantine
+from data_prep.ids import duplicated_keys, id_key
+from data_prep.quarantine import NOTES_FILE, QUARANTINE_FILE, Quarantine
 from data_prep.record import Record, Rejected
 from data_prep.schema import to_row
 from data_prep.templates import DEFAULT_TEMPLATE
@@ -44,10 +43,12 @@ _PASS_RATE_SLACK = 1e-9
 
 
 class Source(Protocol):
-    """A dataset reader: `total` rows (for the progress bar), their ids (first pass), then the records."""
+    """A dataset reader: `total` rows (for the progress bar), their ids (first pass), then the records; `notes`
+    counts facts about the input found on the way (filled by the time `records` is exhausted)."""
 
     name: str
     total: int
+    notes: Counter[str]
 
     def ids(self) -> Iterator[str | None]: ...
 
@@ -72,7 +73,8 @@ class Settings:
 
 @dataclass
 class Summary:
-    """What happened to every input row: rows in = rows out + filtered + quarantined."""
+    """What happened to every input row: rows in = rows out + filtered + quarantined. `noted` counts kept rows
+    flagged in `notes.jsonl`, plus facts about the whole input a source reports (`Source.notes`)."""
 
     name: str
     rows_in: int = 0
@@ -80,6 +82,7 @@ class Summary:
     filtered: Counter[str] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
     fixed: Counter[str] = field(default_factory=Counter)
+    noted: Counter[str] = field(default_factory=Counter)
     scoring: Counter[str] = field(default_factory=Counter)
     files: dict[str, list[str]] = field(default_factory=dict)
     quarantine_file: str = ""
@@ -101,24 +104,12 @@ class Summary:
             f"{sum(self.filtered.values())} filtered, {sum(self.quarantined.values())} quarantined "
             f"in {self.seconds:.1f} s ({rate:.0f} rows/s)"
         ]
-        groups = ("filtered", "quarantined", "fixed", "scoring")
+        groups = ("filtered", "quarantined", "fixed", "noted", "scoring")
         for label, counts in ((name, getattr(self, name)) for name in groups):
             lines += [f"  {label:<12} {reason:<24} {n}" for reason, n in sorted(counts.items())]
         if self.quarantined:
             lines.append(f"  quarantine log: {self.quarantine_file}")
         return "\n".join(lines)
-
-
-def id_key(row_id: str) -> int:
-    """An 8-byte hash of an id, the only per-row state kept for the whole run."""
-    return int.from_bytes(hashlib.blake2b(row_id.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def duplicated_keys(ids: Iterable[str | None]) -> set[int]:
-    """Hashes of the ids that occur more than once (sorting 8 bytes per row, not holding the ids)."""
-    keys = np.fromiter((id_key(i) for i in ids if i), dtype=np.uint64)
-    keys.sort()
-    return set(keys[1:][keys[1:] == keys[:-1]].tolist())
 
 
 def _filter_reason(record: Record, settings: Settings) -> tuple[str | None, str | None]:
@@ -162,7 +153,7 @@ def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
         remove_shards(out_dir, prefix)
     summary = Summary(source.name)
     duplicates, seen = duplicated_keys(source.ids()), set()
-    quarantine = Quarantine(out_dir)
+    quarantine, notes = Quarantine(out_dir), Quarantine(out_dir, NOTES_FILE)
     main = ShardWriter(out_dir, settings.prefix, settings.shard_rows)
     holdout = Holdout(settings.val_size, settings.seed)
     try:
@@ -183,6 +174,8 @@ def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
                         continue
                     seen.add(key)
                 summary.fixed.update(item.fixes)
+                for note in item.notes:
+                    notes.add(Rejected(item.index, item.origin, item.id, note))
                 displaced = holdout.offer(item.id, item.index, to_row(item, verdict))
                 if displaced is not None:
                     _write(main, displaced, settings.split)
@@ -196,7 +189,10 @@ def convert(source: Source, out_dir: Path, settings: Settings) -> Summary:
                 summary.files[split] = [str(path) for path in files]
     finally:
         quarantine.close()
+        notes.close()
     summary.quarantined = quarantine.counts
+    summary.noted = Counter(notes.counts)
+    summary.noted.update(source.notes)  # `update` keeps a zero count: "none found" is worth reporting too
     summary.quarantine_file = str(out_dir / QUARANTINE_FILE)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -1,4 +1,7 @@
-"""The quarantine log: one JSON line per rejected row (index, id, origin, reason, detail), counted by reason."""
+"""Row logs: one JSON line per row (index, id, origin, reason, detail), counted by reason.
+
+`quarantine.jsonl` lists the rows left out as defective; `notes.jsonl` lists rows kept but worth a look (say an
+option string that could not be split into choices)."""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from pathlib import Path
 from data_prep.record import Rejected
 
 QUARANTINE_FILE = "quarantine.jsonl"
+NOTES_FILE = "notes.jsonl"
 
 
 class Quarantine:
-    """Appends rejected rows to `quarantine.jsonl` as they come, so a crash still leaves what was rejected so far."""
+    """Appends rows to the log as they come, so a crash still leaves what was logged so far."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / QUARANTINE_FILE
+    def __init__(self, out_dir: Path, name: str = QUARANTINE_FILE) -> None:
+        self.path = out_dir / name
         self.counts: Counter[str] = Counter()
         self._handle = open(self.path, "w", encoding="utf-8")
 

@@ -11,7 +11,8 @@ class Record:
 
     `index` is the row's position in the whole input (unique, stable across reruns with other filters); `origin`
     says where it came from (`file:row`) for the quarantine log. `images` holds raw bytes, None where a row names an
-    image that could not be found.
+    image that could not be found. `answers` lists every accepted answer when there are several (`answer` is the
+    first). `fixes` are changes made to a kept row; `notes` flag a kept row worth a look (logged in `notes.jsonl`).
     """
 
     index: int
@@ -22,6 +23,7 @@ class Record:
     answer: str | None
     data_source: str
     ability: str
+    answers: list[str] | None = None
     source: str | None = None
     answer_type: str | None = None
     choices: list[str] | None = None
@@ -33,6 +35,7 @@ class Record:
     group: str | None = None
     multi_letter: bool = False
     fixes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

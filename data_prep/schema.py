@@ -4,10 +4,11 @@ One schema for all outputs matters because verl concatenates its data files with
 which refuses files whose features differ: a validation list mixing MathVista and MMFineReason files must agree
 column for column, including every `extra_info` field, even where a field is null for one of them.
 
-`extra_info` carries what the reward (`verifiers.reward.compute_score`) reads: `answer_type`, `choices`, `benchmark`,
-`precision`, `tolerance`; plus `index` (unique int, the NPO trainer's prompt key), `id`, `split`, `source`,
-`pass_rate`, `group` (DynaMath seed question, for worst-case accuracy), the raw `question`, and `teacher_response`
-(the 235B teacher trace, for the LUFFY baseline).
+`extra_info` carries what the reward (`verifiers.reward.compute_score`) reads: `answer_type`, `choices`, `answers`
+(every accepted answer, when there are several), `benchmark`, `precision`, `tolerance`; plus `index` (unique int, the
+NPO trainer's prompt key), `id`, `split`, `source`, `pass_rate`, `group` (DynaMath seed question or MathVerse/WeMath
+problem, for per-problem scores), the raw `question`, and `teacher_response` (the 235B teacher trace, for the LUFFY
+baseline).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EXTRA_INFO = pa.struct(
         ("benchmark", pa.string()),
         ("answer_type", pa.string()),
         ("choices", pa.list_(pa.string())),
+        ("answers", pa.list_(pa.string())),
         ("precision", pa.int64()),
         ("tolerance", pa.float64()),
         ("pass_rate", pa.float64()),
@@ -65,6 +67,7 @@ def to_row(record: Record, checked: Checked) -> dict[str, Any]:
             "benchmark": record.benchmark,
             "answer_type": checked.answer_type,
             "choices": record.choices,
+            "answers": record.answers,
             "precision": record.precision,
             "tolerance": record.tolerance,
             "pass_rate": record.pass_rate,

@@ -48,25 +48,35 @@ class Item:
     @classmethod
     def from_fields(cls, prediction: Any, answer: Any, benchmark: Any = None, fields: Any = None) -> Item:
         """An item from a verl sample or a JSONL row; `fields` (verl's `extra_info`, or the row itself) may hold
-        `answer_type`, `choices`, `benchmark`, `tolerance` (absolute, or {"abs", "rel"}) and `precision`."""
+        `answer_type`, `choices`, `answers` (every accepted answer, when a parquet string gold cannot hold them all),
+        `benchmark`, `tolerance` (absolute, or {"abs", "rel"}) and `precision`."""
         fields = fields if isinstance(fields, Mapping) else {}
-        choices = fields.get("choices")
-        if isinstance(choices, str) or choices is None or not len(choices):
-            choices = None  # a single string is not a list of options
+        choices = _strings(fields.get("choices"))
         if answer is None:
             answer = ""
         elif isinstance(answer, str) or not isinstance(answer, Iterable):
             answer = str(answer)  # also numpy scalars from parquet
         else:
             answer = [str(a) for a in answer]
+        accepted = _strings(fields.get("answers"))
+        if accepted:
+            answer = list(dict.fromkeys([*([answer] if isinstance(answer, str) else answer), *accepted]))
         return cls(
             prediction=prediction,
             answer=answer,
             answer_type=fields.get("answer_type"),
-            choices=None if choices is None else tuple(str(c) for c in choices),
+            choices=choices,
             benchmark=fields.get("benchmark") or (None if benchmark is None else str(benchmark)),
             tolerance=_tolerance(fields.get("tolerance"), fields.get("precision")),
         )
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A non-empty list-like field (a list, or the numpy array parquet gives) as strings; a single string is no list."""
+    if value is None or isinstance(value, str) or not isinstance(value, Iterable):
+        return None
+    items = tuple(str(v) for v in value)
+    return items or None
 
 
 def _tolerance(tolerance: Any, precision: Any) -> Tolerance | None:

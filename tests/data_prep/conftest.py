@@ -94,10 +94,11 @@ def bad_rows(start: int) -> dict[str, dict[str, Any]]:
         "prompt_too_long": mmfr_row(start + 8, question="<image>" + "Count the digits 1234567890. " * 600),
         "stray_media_tag": mmfr_row(start + 9, question="<image>Is this a <video> frame?"),
         "missing_id": mmfr_row(start + 10, id=None),
-        "duplicate_id": mmfr_row(start + 11, id="mmfr-0"),
-        "dup_first_bad": mmfr_row(start + 12, id="twice", answer=None),
-        "dup_kept": mmfr_row(start + 13, id="twice"),
+        "duplicate_id": mmfr_row(start + 11, id="mmfr-0", source="MMR1"),  # row 0's source and id
+        "dup_first_bad": mmfr_row(start + 12, id="twice", source="BMMR", answer=None),
+        "dup_kept": mmfr_row(start + 13, id="twice", source="BMMR"),
         "empty_question": mmfr_row(start + 14, question=" "),
+        "hidden_answer": mmfr_row(start + 15, answer="?"),
     }
 
 

@@ -17,8 +17,8 @@ def test_the_module_entry_point_converts_and_reports(mmfr_dir, tmp_path: Path) -
     raw, _ = mmfr_dir
     done = _run("mmfinereason", "--input", str(raw), "--output", str(tmp_path / "out"), "--val-size", "2")
     assert done.returncode == 0, done.stderr
-    assert "35/35" in done.stderr, "tqdm progress bar"
-    assert done.stdout.startswith("mmfinereason: 35 rows in, 22 out (train 20, val 2), 0 filtered, 13 quarantined")
+    assert "36/36" in done.stderr, "tqdm progress bar"
+    assert done.stdout.startswith("mmfinereason: 36 rows in, 22 out (train 20, val 2), 0 filtered, 14 quarantined")
     assert "quarantined  corrupt_image            2" in done.stdout and "fixed        image_tag_added" in done.stdout
     assert (tmp_path / "out" / "manifest.json").is_file()
 

@@ -29,9 +29,9 @@ def test_images_decode_fully_and_hostile_bytes_are_refused(kit, tmp_path: Path) 
     with pytest.raises(ImageError, match="aspect ratio"):
         image_size(kit.png(1000, 4))
     (tmp_path / "a.png").write_bytes(kit.png())
-    assert image_bytes({"bytes": None, "path": "a.png"}, tmp_path) == kit.png()
-    assert image_bytes("a.png", tmp_path) == image_bytes(kit.png()) == kit.png()
-    assert image_bytes({"bytes": b"", "path": "nope.png"}, tmp_path) is None and image_bytes(None) is None
+    assert image_bytes({"bytes": None, "path": "a.png"}, [tmp_path]) == kit.png()
+    assert image_bytes("a.png", [tmp_path]) == image_bytes(kit.png()) == kit.png()
+    assert image_bytes({"bytes": b"", "path": "nope.png"}, [tmp_path]) is None and image_bytes(None) is None
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,11 @@ def _quarantine(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
 
 
+def _key(row: dict) -> str:
+    """The converted row's id: MMFineReason rows are keyed by `source:id`."""
+    return f"{row['source']}:{row['id']}"
+
+
 def _manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())["summary"]
 
@@ -51,24 +56,25 @@ def test_every_bad_row_is_quarantined_with_its_reason(mmfr_dir, tmp_path: Path) 
         "stray_media_tag": "stray_media_tag",
         "dup_first_bad": "empty_answer",
         "empty_question": "empty_question",
+        "hidden_answer": "hidden_answer",
     }
     for key, reason in expected.items():
-        assert by_id[bad[key]["id"]] == [reason], key
+        assert by_id[_key(bad[key])] == [reason], key
     assert by_id[None] == ["missing_id"]
-    assert by_id["mmfr-0"] == ["duplicate_id"], "the later copy of a duplicated id is quarantined"
-    assert len(reasons) == 13 and set(reasons.values()) == set(REASONS), "every quarantine reason is exercised"
+    assert by_id["MMR1:mmfr-0"] == ["duplicate_id"], "the later copy of a duplicated id is quarantined"
+    assert len(reasons) == 14 and set(reasons.values()) == set(REASONS), "every quarantine reason is exercised"
 
     rows = _rows(tmp_path / "out")
     ids = [r["extra_info"]["id"] for r in rows]
     assert len(ids) == len(set(ids)) == 20 + 2, "20 good rows, the fixed row, and the valid copy of 'twice'"
-    assert "twice" in ids, "a duplicate whose first copy was bad keeps its valid copy"
-    fixed = next(r for r in rows if r["extra_info"]["id"] == bad["fixed"]["id"])
+    assert "BMMR:twice" in ids, "a duplicate whose first copy was bad keeps its valid copy"
+    fixed = next(r for r in rows if r["extra_info"]["id"] == _key(bad["fixed"]))
     assert fixed["prompt"][0]["content"].startswith("<image>What is shown?")
 
     summary = _manifest(tmp_path / "out")
-    assert summary["rows_in"] == 35 == summary["total_out"] + sum(summary["quarantined"].values())
+    assert summary["rows_in"] == 36 == summary["total_out"] + sum(summary["quarantined"].values())
     assert summary["quarantined"]["empty_answer"] == 3 and summary["quarantined"]["corrupt_image"] == 2
-    assert summary["fixed"] == {"image_tag_added": 1}
+    assert summary["fixed"] == {"image_tag_added": 1} and summary["noted"] == {"id_shared_across_sources": 0}
     assert summary["rows_out"] == {"train": 18, "val": 4}
     hydra = json.loads((tmp_path / "out" / "manifest.json").read_text())["verl_files"]
     assert hydra["val"] == f"[{(tmp_path / 'out' / 'val-00000.parquet').resolve()}]"
@@ -87,7 +93,7 @@ def test_rows_follow_the_explicit_schema_and_feed_the_reward(mmfr_dir, tmp_path:
     for row in rows:
         info = row["extra_info"]
         original = inputs[info["index"]]  # the index is the row's position in the input
-        assert info["id"] == original["id"]
+        assert info["id"] == _key(original)
         content = row["prompt"][0]["content"]
         assert row["prompt"][0]["role"] == "user" and content.endswith(TEMPLATES["answer_tag"])
         assert content.count("<image>") == len(row["images"]) == 1
@@ -183,7 +189,7 @@ def test_excluded_answer_types_teacher_flag_and_glob_input(kit, tmp_path: Path) 
     assert _convert(pattern, tmp_path / "out", "--val-size", "0", "--exclude-types", "text", "--no-teacher") == 0
     out = _rows(tmp_path / "out")
     types = {r["extra_info"]["id"]: r["extra_info"]["answer_type"] for r in out}
-    assert types == {"mmfr-0": "number", "mmfr-2": "choice"}
+    assert types == {"MMR1:mmfr-0": "number", "BMMR:mmfr-2": "choice"}
     assert all(r["extra_info"]["teacher_response"] is None for r in out)
     assert _manifest(tmp_path / "out")["filtered"] == {"answer_type_excluded": 1}
 
