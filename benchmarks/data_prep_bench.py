@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 SHARD_ROWS, ROW_GROUP = 2000, 100
 IMAGE_POOL = 48
+SOURCES = ("MMR1", "GameQA-140K", "BMMR", "Euclid30K")
 BAD_KINDS = ("corrupt", "missing", "null_answer", "extra_tag", "no_tag", "duplicate")
 
 
@@ -64,7 +65,7 @@ def _schema() -> pa.Schema:
 
 def _row(i: int, rng: random.Random, pool: list[bytes]) -> dict:
     row = {
-        "source": rng.choice(["MMR1", "GameQA-140K", "BMMR", "Euclid30K"]),
+        "source": rng.choice(SOURCES),
         "id": f"row-{i}",
         "original_answer": "A worked solution. " * 20,
         "image": {"bytes": pool[i % len(pool)], "path": f"{i}.jpg"},
@@ -76,6 +77,8 @@ def _row(i: int, rng: random.Random, pool: list[bytes]) -> dict:
         + "</think><answer>1</answer>",
         "pass_rate": 0.0,
     }
+    if i == 1:
+        row["source"] = SOURCES[0]  # the original of every duplicate: rows are keyed by (source, id)
     if i % 100 == 0:  # 1% bad rows, cycling through the kinds
         kind = BAD_KINDS[(i // 100) % len(BAD_KINDS)]
         if kind == "corrupt":
@@ -89,7 +92,7 @@ def _row(i: int, rng: random.Random, pool: list[bytes]) -> dict:
         elif kind == "no_tag":
             row["question"] = row["question"].replace("<image>", "")
         else:
-            row["id"] = "row-1"
+            row["id"], row["source"] = "row-1", SOURCES[0]
     return row
 
 

@@ -77,6 +77,15 @@ def test_list_gold_accepts_any() -> None:
     assert compute_score("any", "\\boxed{5}", ["4", "5"])["acc"] == 1.0
 
 
+def test_extra_info_answers_add_accepted_golds_to_a_string_ground_truth() -> None:
+    """A parquet `ground_truth` is one string; `extra_info.answers` (a numpy array after verl's loading) holds the
+    other accepted forms of the same answer."""
+    extra = {"answers": np.array(["3.429", "24/7"], dtype=object)}
+    scores = [compute_score("MMMU", f"\\boxed{{{a}}}", "3.429", extra)["acc"] for a in ("24/7", "3.429", "3.5")]
+    assert scores == [1.0, 1.0, 0.0]
+    assert compute_score("MMMU", "\\boxed{24/7}", "3.429", {"answers": None})["acc"] == 0.0
+
+
 def test_batch_matches_single_calls() -> None:
     solutions = [RIGHT, WRONG_FORMATTED, RIGHT_UNFORMATTED, "\\boxed{x^2+2x+1}", "nothing"]
     golds = ["\\frac{13}{46}", "\\frac{13}{46}", "\\frac{13}{46}", "(x+1)^2", "3"]
