@@ -11,6 +11,7 @@ from typing import Any
 
 SLOT_POLICIES = ("last", "first", "lowest_reward")
 GUIDE_SELECT_POLICIES = ("first", "shortest", "longest")
+MODES = ("manual", "auto")
 
 
 class NPOConfigError(ValueError):
@@ -37,11 +38,73 @@ class Intervention:
 
 
 @dataclass(frozen=True)
+class AutoConfig:
+    """AutoNPO options (``npo.auto``). The paper names the signals, not their settings: every default is our choice.
+
+    Triggers (see ``npo_ext.auto_triggers``): bootstrap at step 0; reward stagnation (slope of the mean training
+    reward over ``window`` steps below ``reward_slope_min`` per step); entropy collapse (mean token entropy below
+    ``entropy_floor``, or a relative drop over ``entropy_drop`` against the previous window); no trigger within
+    ``cooldown`` steps of a guided window's end, none after ``max_interventions``, none with fewer than ``min_pool``
+    prompts in the mistake pool. Δ selection: one look-ahead of ``delta_max`` steps with a candidate snapshot every
+    ``candidate_every`` steps; each candidate samples ``probe_k`` responses for up to ``probe_prompts`` mistake-pool
+    prompts. The mistake pool holds at most ``pool_capacity`` prompts, each for at most ``pool_max_age`` steps
+    since it last failed. ``window`` guided steps follow the rollback (0: as many as Δ*).
+    """
+
+    bootstrap: bool = True
+    window: int = 10
+    reward_slope_min: float = 0.002
+    entropy_floor: float = 0.05
+    entropy_drop: float = 0.3
+    cooldown: int = 10
+    max_interventions: int = 5
+    min_pool: int = 8
+    delta_max: int = 40
+    candidate_every: int = 10
+    probe_prompts: int = 32
+    probe_k: int = 8
+    pool_capacity: int = 4096
+    pool_max_age: int = 200
+    guided_window: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("window", "delta_max", "candidate_every", "probe_prompts", "probe_k", "pool_capacity"):
+            if getattr(self, name) < 1:
+                raise NPOConfigError(f"npo.auto.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("cooldown", "max_interventions", "min_pool", "pool_max_age", "guided_window"):
+            if getattr(self, name) < 0:
+                raise NPOConfigError(f"npo.auto.{name} must be >= 0, got {getattr(self, name)}")
+        if self.candidate_every > self.delta_max:
+            raise NPOConfigError(
+                f"npo.auto.candidate_every={self.candidate_every} must not exceed npo.auto.delta_max={self.delta_max}"
+            )
+        if not 0.0 <= self.entropy_drop <= 1.0:
+            raise NPOConfigError(f"npo.auto.entropy_drop must be a fraction in [0, 1], got {self.entropy_drop}")
+
+    @property
+    def candidate_deltas(self) -> tuple[int, ...]:
+        """The look-ahead distances probed: every ``candidate_every`` steps up to ``delta_max`` (always included)."""
+        deltas = list(range(self.candidate_every, self.delta_max + 1, self.candidate_every))
+        return tuple(deltas if deltas[-1] == self.delta_max else [*deltas, self.delta_max])
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> AutoConfig:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise NPOConfigError(f"unknown npo.auto option(s): {', '.join('npo.auto.' + k for k in unknown)}")
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
 class NPOConfig:
     """All NPO options. Defaults follow the paper where it is explicit and are marked as our choice otherwise."""
 
     enable: bool = True
+    # manual: the `interventions` schedule; auto: AutoNPO decides when and how far (`auto`).
+    mode: str = "manual"
     interventions: tuple[Intervention, ...] = ()
+    auto: AutoConfig = AutoConfig()
     # Paper: a prompt's on-policy group accuracy strictly below 0.6 gets a guide slot.
     gate: float = 0.6
     # Key of the reward function's extra info that holds per-response accuracy (0/1).
@@ -55,6 +118,8 @@ class NPOConfig:
     guide_min_acc: float = 1.0
     guide_select: str = "first"
     max_guides_per_prompt: int = 1
+    # Our choice: Q is pass@q_k from the unbiased estimator over the guide's samples, so `guide_n` does not move it.
+    q_k: int = 4
     # Non-tensor fields whose values, joined, identify a prompt across steps (verl's RLHFDataset copies
     # extra_info.index into `index`). With the data source in the key, datasets that each number from 0 don't collide.
     prompt_key: tuple[str, ...] = ("data_source", "index")
@@ -80,6 +145,15 @@ class NPOConfig:
                 raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.guide_min_acc <= 1.0:
             raise NPOConfigError(f"npo.guide_min_acc must be in (0, 1], got {self.guide_min_acc}")
+        if self.mode not in MODES:
+            raise NPOConfigError(f"npo.mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "auto" and self.interventions:
+            raise NPOConfigError("npo.mode=auto decides its own interventions: leave npo.interventions empty")
+        if not 1 <= self.q_k <= min(self.guide_n, self.auto.probe_k):
+            raise NPOConfigError(
+                f"npo.q_k={self.q_k} must be in [1, min(npo.guide_n={self.guide_n}, "
+                f"npo.auto.probe_k={self.auto.probe_k})]: pass@k needs at least k samples"
+            )
         _check_schedule(self.interventions)
 
     @classmethod
@@ -92,6 +166,8 @@ class NPOConfig:
             raise NPOConfigError(f"unknown npo option(s): {', '.join('npo.' + k for k in unknown)}")
         items = raw.get("interventions") or []
         raw["interventions"] = tuple(_parse_intervention(i, item) for i, item in enumerate(items))
+        if "auto" in raw:
+            raw["auto"] = AutoConfig.from_dict(raw["auto"])
         if "prompt_key" in raw:
             key = raw["prompt_key"]
             raw["prompt_key"] = (key,) if isinstance(key, str) else tuple(key or ())

@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+TAIL_EPS = 1e-6  # float32 log-probs summed over the top k are accurate to about this
+
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     """Unbiased probability that at least one of k samples (drawn from the m observed) is correct."""
@@ -83,8 +85,10 @@ def chi2_second_moment_topk(
     guide = guide_logprobs_k.double()
     head = torch.exp(2.0 * cur - guide).sum(-1)
     cur_tail = (1.0 - cur.exp().sum(-1)).clamp_min(0.0)
-    guide_tail = (1.0 - guide.exp().sum(-1)).clamp_min(1e-12)
-    per_token = head + cur_tail.square() / guide_tail
+    guide_tail = 1.0 - guide.exp().sum(-1)
+    # A tail within float32 rounding of the summed head is empty: lumping rounding noise would divide by ~0.
+    lumped = torch.where(guide_tail > TAIL_EPS, cur_tail.square() / guide_tail.clamp_min(TAIL_EPS), 0.0)
+    per_token = head + lumped
     return _masked_token_mean(per_token, mask)
 
 

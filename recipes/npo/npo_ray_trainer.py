@@ -44,7 +44,7 @@ from npo_ext.signals import estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.npo.fork_engine import VerlForkEngine
-from recipes.npo.guards import check_verl_run_supports_npo
+from recipes.npo.guards import check_npo_mode_is_wired, check_verl_run_supports_npo
 from recipes.npo.replay_loader import ReplayableDataLoader
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class RayNPOTrainer(RayPPOTrainer):
         super().__init__(*args, **kwargs)
         raw = OmegaConf.to_container(self.config.get("npo", {}) or {}, resolve=True)
         self.npo = NPOConfig.from_dict(raw)
+        check_npo_mode_is_wired(self.npo)
         if self.npo.enable:
             check_verl_run_supports_npo(self.config)
             self.npo.check_against_run(
@@ -210,12 +211,14 @@ class RayNPOTrainer(RayPPOTrainer):
         seen = [i for i, e in enumerate(entries) if e is not None]
         if not seen:
             return {}
+        k = min(self.npo.q_k, *(entries[i].num_samples for i in seen))
         q = estimate_q(
             [policy_acc[i] for i in seen],
             [entries[i].num_samples for i in seen],
             [entries[i].num_correct for i in seen],
+            k=k,
         )
-        return {"npo/signal/q": q}
+        return {"npo/signal/q": q, "npo/signal/q_k": float(k)}
 
     # --- overridden RayPPOTrainer seams --------------------------------------------------------------------------
 

@@ -1,0 +1,54 @@
+"""AutoNPO's choice of look-ahead distance: Δ* = argmax over candidates of the empirical S = Q / V.
+
+Rules where the paper is silent (our choices, README "AutoNPO"):
+
+* a candidate whose Q or V is undefined (NaN: no probe prompt failed, or no guide token to measure V on) is skipped;
+* when no candidate has Q > 0, no guide solves any probe prompt: there is nothing to inject, so no intervention
+  (Δ* is None) and the run simply continues from the rolled-back fork point;
+* ties in S (relative difference below ``TIE_TOLERANCE``) go to the smaller Δ: the guide closer to the current
+  policy, and the shorter guided window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate guide θ_{T+Δ} with its measured Q and V."""
+
+    delta: int
+    q: float
+    v: float
+
+    @property
+    def s(self) -> float:
+        if math.isnan(self.q) or math.isnan(self.v) or self.v <= 0:
+            return float("nan")
+        return self.q / self.v
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen Δ (None: do not intervene) and why."""
+
+    delta: int | None
+    reason: str
+
+
+def select_delta(candidates: Sequence[Candidate]) -> Decision:
+    """Δ* by the rules in the module docstring."""
+    usable = [c for c in candidates if not math.isnan(c.s)]
+    if not usable:
+        return Decision(None, "no candidate has a defined Q and V")
+    if all(c.q <= 0 for c in usable):
+        return Decision(None, "no candidate guide solves any probe prompt")
+    best = max(c.s for c in usable)
+    tied = [c for c in usable if c.q > 0 and best - c.s <= TIE_TOLERANCE * abs(best)]
+    chosen = min(tied, key=lambda c: c.delta)
+    return Decision(chosen.delta, "argmax S" if len(tied) == 1 else f"argmax S, tie of {len(tied)} -> smallest delta")
