@@ -179,6 +179,19 @@ def align_guide_rollout_log_probs(batch: DataProto, old_log_probs: torch.Tensor)
     return int(mask.sum())
 
 
+def on_policy_metrics(batch: DataProto, acc_key: str) -> dict[str, float]:
+    """Mean reward, accuracy and response length of a rollout batch *before* injection: the curves that compare with
+    GRPO, next to verl's own (mixed-batch) ``critic/score/mean``."""
+    scores = batch.batch["rm_scores"].sum(-1).float()
+    metrics = {
+        "npo/onpolicy/score_mean": float(scores.mean()),
+        "npo/onpolicy/response_length_mean": float(batch.batch["response_mask"].sum(-1).float().mean()),
+    }
+    if acc_key in batch.non_tensor_batch:
+        metrics["npo/onpolicy/acc_mean"] = float(np.asarray(batch.non_tensor_batch[acc_key], dtype=np.float64).mean())
+    return metrics
+
+
 def guide_advantage_metrics(batch: DataProto) -> dict[str, float]:
     """Mean (per-row) advantage and mean length of guide rows (only when the batch has any)."""
     td = batch.batch

@@ -123,6 +123,7 @@ class VerlForkEngine:
             gen_batch.repeat(npo.guide_n, interleave=True), trainer.config.actor_rollout_ref.rollout.agent.num_workers
         )
         output = unpad_dataproto(trainer.rollout.generate_sequences(padded), pad_size=pad_size)
+        trainer.record_guide_sampling(output)
 
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64)
         scores = output.batch["rm_scores"].sum(-1).tolist()

@@ -35,9 +35,16 @@ from verl.trainer.ppo.utils import Role
 from verl.utils.fs import copy_to_local
 from verl.utils.model import get_generation_config
 
+from npo_ext.compute import ComputeCounter
 from npo_ext.config import NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager, Phase
-from npo_ext.injection import InjectionSpec, align_guide_rollout_log_probs, guide_advantage_metrics, inject_guidance
+from npo_ext.injection import (
+    InjectionSpec,
+    align_guide_rollout_log_probs,
+    guide_advantage_metrics,
+    inject_guidance,
+    on_policy_metrics,
+)
 from npo_ext.persist import NPOStateError, atomic_write_json, read_json
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import estimate_q
@@ -50,6 +57,7 @@ from recipes.npo.replay_loader import ReplayableDataLoader
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_STATE_FILE = "npo_state.json"
+COMPUTE_FILE = "compute.json"
 PHASE_CODES = {phase: float(i) for i, phase in enumerate(Phase)}
 OVERHEAD_KEY = "npo/time/step_overhead_s"
 
@@ -66,10 +74,13 @@ class GuidedRollout:
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         output = self.inner.generate_sequences(prompts)
-        if not prompts.meta_info.get("validate", False) and self.trainer.fork_manager.phase == Phase.GUIDED:
-            start = time.perf_counter()
+        if prompts.meta_info.get("validate", False):
+            return output
+        start = time.perf_counter()
+        self.trainer.record_rollout(output)
+        if self.trainer.fork_manager.phase == Phase.GUIDED:
             self.trainer.inject(prompts, output)
-            self.trainer.add_overhead(time.perf_counter() - start)
+        self.trainer.add_overhead(time.perf_counter() - start)
         return output
 
 
@@ -90,6 +101,9 @@ class RayNPOTrainer(RayPPOTrainer):
             )
         state_dir = self.npo.state_dir or os.path.join(self.config.trainer.default_local_dir, "npo")
         self.fork_manager = ForkManager(self.npo.interventions if self.npo.enable else (), state_dir)
+        self.compute_path = Path(state_dir) / COMPUTE_FILE
+        resuming = self.config.trainer.resume_mode != "disable"
+        self.compute = ComputeCounter.load(self.compute_path) if resuming else ComputeCounter()
         self.fork_engine = VerlForkEngine(self)
         self.train_dataloader = ReplayableDataLoader(self.train_dataloader, self._on_step_boundary)
         self.data_state_at_boundary: dict[str, Any] = {}
@@ -177,6 +191,16 @@ class RayNPOTrainer(RayPPOTrainer):
             self._eos_token_ids = tuple(dict.fromkeys(i for i in ids if i is not None))
         return self._eos_token_ids
 
+    def record_rollout(self, output: DataProto) -> None:
+        """Count a training batch's generated tokens and stage its on-policy metrics (taken before any injection)."""
+        self.compute.rollout_tokens += int(output.batch["response_mask"].sum())
+        if not self._in_lookahead_step():  # look-ahead steps are logged under npo/lookahead/* by verl's own keys
+            self._pending_metrics.update(on_policy_metrics(output, self.npo.acc_key))
+
+    def record_guide_sampling(self, output: DataProto) -> None:
+        """Count the tokens generated while sampling guides."""
+        self.compute.guide_tokens += int(output.batch["response_mask"].sum())
+
     def inject(self, prompts: DataProto, output: DataProto) -> None:
         """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
         nt = prompts.non_tensor_batch
@@ -241,6 +265,10 @@ class RayNPOTrainer(RayPPOTrainer):
         npo_metrics["npo/driver/max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if len(self.fork_manager.pool):
             npo_metrics["npo/pool/tokens"] = float(self.fork_manager.pool.num_tokens)
+        self.compute.optimizer_steps += 1
+        self.compute.lookahead_steps += int(self._in_lookahead_step())
+        self.compute.save(self.compute_path)
+        npo_metrics.update(self.compute.metrics())
         self.add_overhead(time.perf_counter() - start)
         npo_metrics.update(self._pending_metrics)
         self._pending_metrics = {}
@@ -316,6 +344,7 @@ class RayNPOTrainer(RayPPOTrainer):
 
 SUMMARY_KEYS = {
     "critic/score/mean": "score",
+    "npo/onpolicy/acc_mean": "onpolicy_acc",
     "npo/lookahead/critic/score/mean": "lookahead_score",
     "npo/lookahead/offset": "lookahead_offset",
     "npo/collect/solved_fraction": "guide_solved",
@@ -325,6 +354,7 @@ SUMMARY_KEYS = {
     "npo/inject/no_guide": "no_guide",
     "npo/guide/advantage_mean": "guide_adv",
     "npo/signal/q": "q",
+    "npo/compute/optimizer_steps": "opt_steps",
 }
 
 

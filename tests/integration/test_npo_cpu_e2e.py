@@ -83,6 +83,14 @@ def test_guide_rows_are_in_the_updated_batch_with_positive_advantage(first_run):
     assert f"[npo] step={FORK_STEP} phase=lookahead fork" in log
 
 
+def test_compute_counts_lookahead_steps_and_guide_sampling(first_run):
+    demo, report, log = first_run
+    compute = json.loads((demo / "checkpoints" / "npo" / "compute.json").read_text())
+    assert compute["optimizer_steps"] == 6 + DELTA and compute["lookahead_steps"] == DELTA
+    assert compute["guide_tokens"] > 0 and compute["rollout_tokens"] > 0
+    assert f"[npo] step={FORK_STEP + 1} phase=guided" in log and "onpolicy_acc=" in log
+
+
 def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_state, run_probe):
     demo, _, _ = first_run
     checkpoints = demo / "checkpoints"

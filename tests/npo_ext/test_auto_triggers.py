@@ -89,4 +89,4 @@ def test_auto_options_are_validated_and_named() -> None:
     with pytest.raises(NPOConfigError, match="npo.mode"):
         NPOConfig.from_dict({"mode": "automatic"})
     with pytest.raises(NPOConfigError, match="npo.q_k"):
-        NPOConfig.from_dict({"guide_n": 2, "q_k": 4})
+        NPOConfig.from_dict({"q_k": 0})

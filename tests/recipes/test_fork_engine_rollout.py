@@ -16,6 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
+from npo_ext.compute import ComputeCounter
 from npo_ext.config import Intervention, NPOConfig
 from npo_ext.fork import ForkManager, Phase
 from npo_ext.guide_pool import GuidePool
@@ -131,6 +132,7 @@ def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a
     trainer.fork_manager = ForkManager(trainer.npo.interventions, tmp_path / "npo")
     trainer.fork_engine = VerlForkEngine(trainer)
     trainer._pending_metrics = {}
+    trainer.compute = ComputeCounter()
     trainer.load_actor = lambda path, what: trainer.actor_rollout_wg.load_checkpoint(str(path))
     rows = [{"index": i, "source": sources[i % len(sources)]} for i in range(8)]
     loader = StatefulDataLoader(rows, batch_size=PROMPTS_PER_BATCH, collate_fn=collate)
@@ -174,6 +176,7 @@ def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
     assert guide_weights == ["w2", "w2"], "both window batches sample from θ_{T+Δ}"
     assert trainer.actor_rollout_wg.io_while_awake == [], "every save and load happens while the replicas sleep"
     assert saves == [(0, False)], "the real checkpoint at the fork step is written once, asleep"
+    assert trainer.compute.guide_tokens == 2 * 2 * 2 * 2, "2 window batches x 2 prompts x guide_n 2 x 2 tokens"
     assert trainer.fork_manager.phase == Phase.IDLE
 
 
@@ -190,6 +193,7 @@ def test_guide_batches_are_padded_to_the_agent_loop_workers(tmp_path, monkeypatc
     toy_fit(trainer, total_steps=3)
     guide_rows = [len(idx) for kind, _, idx in trainer.rollout.calls if kind == "guide"]
     assert guide_rows == [8, 8]
+    assert trainer.compute.guide_tokens == 2 * 6 * 2, "padding rows are not counted as generated tokens"
     pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
     assert sorted(pool.keys()) == ["a/0", "a/2", "b/1", "b/3"], "padding rows are dropped"
     assert all(pool.get(key).num_samples == 3 for key in pool.keys())

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from verl import DataProto
 
+from npo_ext.compute import ComputeCounter
 from npo_ext.config import Intervention, NPOConfig
 from npo_ext.fork import ForkManager, ForkState, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
@@ -53,6 +54,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
     trainer.fork_manager.pool.add("d/11", PromptGuides(8, 0, []))  # the guide tried and failed
     trainer._reward_scorer = SimpleNamespace(score=lambda row, ids: {"score": 1.0, "acc": 1.0})
     trainer._pending_metrics = {}
+    trainer.compute = ComputeCounter()
     trainer.global_steps = 3
     return trainer
 
@@ -78,7 +80,10 @@ def test_guided_training_batches_get_guides_and_metrics(tmp_path):
     assert out.batch["responses"][1].tolist() == [5, 6, EOS]
     assert trainer._pending_metrics["npo/inject/replaced"] == 1.0
     assert trainer._pending_metrics["npo/inject/no_guide"] == 1.0
-    assert trainer._pending_metrics["npo/signal/q"] == 0.5  # of 2 failed prompts, the guide solved 1
+    # of 2 failed prompts the guide solved one with 1 of 8 samples: pass@4 = 1 - C(7,4)/C(8,4) = 0.5, and 0
+    assert trainer._pending_metrics["npo/signal/q"] == 0.25 and trainer._pending_metrics["npo/signal/q_k"] == 4.0
+    assert trainer._pending_metrics["npo/onpolicy/acc_mean"] == 0.0, "taken before the guide row was written"
+    assert trainer.compute.rollout_tokens == 4 * 2
     assert trainer._pending_metrics["npo/time/step_overhead_s"] > 0
 
 
@@ -89,7 +94,9 @@ def test_validation_and_non_guided_phases_are_untouched(tmp_path):
     for phase in (Phase.IDLE, Phase.LOOKAHEAD):
         trainer = make_trainer(tmp_path, phase)
         out = GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts())
-        assert "is_guide" not in out.batch.keys() and not trainer._pending_metrics
+        assert "is_guide" not in out.batch.keys()
+        logged = {key.split("/")[1] for key in trainer._pending_metrics if key != "npo/time/step_overhead_s"}
+        assert logged == ({"onpolicy"} if phase == Phase.IDLE else set()), "look-ahead steps log under npo/lookahead"
 
 
 def test_lookahead_steps_skip_checkpoints_and_validation(tmp_path):
