@@ -229,19 +229,13 @@ def _mathvision(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     else:
         choices = [tags_as_text(c) for c in choices] if choices else None
         block = options_block(choices) if choices else ""
-    declared = "choice" if block else None
-    image = _image(raw, row, "decoded_image", "image")
-    row_id, answer = _text(raw.get("id")), _text(raw.get("answer"))
-    if question is None:
-        return {"id": row_id, "question": None, "images": [image], "answer": answer}
-    prompt = single_image_question(question) + block
     return {
-        "id": row_id,
-        "question": prompt,
-        "images": [image],
-        "answer": answer,
+        "id": _text(raw.get("id")),
+        "question": None if question is None else single_image_question(question) + block,
+        "images": [_image(raw, row, "decoded_image", "image")],
+        "answer": _text(raw.get("answer")),
         "choices": choices,
-        "answer_type": declared,
+        "answer_type": "choice" if block else None,
     }
 
 
