@@ -54,7 +54,7 @@ _LABEL = re.compile(r"\(?([A-Ja-j])[.)]?")
 DYNAMATH_TOLERANCE = 1e-3
 MATHVISTA_QUERIES = "query.json"
 VISION_ONLY_QUESTION = "Answer the question shown in the image."
-VISION_ONLY_NOTE = "vision_only_instruction"
+VISION_ONLY_FIX = "vision_only_instruction"
 TEXT_ONLY_PREFIX = "text_only:"
 OPTIONS_UNPARSED = "options_unparsed"
 
@@ -188,17 +188,17 @@ def _mathverse(raw: dict[str, Any], row: Row) -> dict[str, Any]:
     text_only = is_empty_image(image)  # null, "" or an empty struct: the Text Only version, not a missing image
     images = {} if text_only else {1: image_bytes(image, row.bases)}
     declared = "choice" if raw.get("question_type") == "multi-choice" else None
-    question, notes = _text(raw.get("question")), []
+    question, fixes = _text(raw.get("question")), []
     if not (question or "").strip() and not text_only:
         # Vision Only: the whole question is in the image. `query_wo`/`query_cot` would add MathVerse's own answer
         # instruction, which contradicts the chosen template, so the prompt gets a neutral one.
-        question, notes = VISION_ONLY_QUESTION, [VISION_ONLY_NOTE]
+        question, fixes = VISION_ONLY_QUESTION, [VISION_ONLY_FIX]
     sample = _text(raw.get("sample_index"))
     version = _text(raw.get("problem_version")) or ""
     # The Text Only file numbers its samples 1..788 again, colliding with testmini's 3,940 when both are converted.
     row_id = f"{TEXT_ONLY_PREFIX}{sample}" if sample and version.lower() == "text only" else sample
     fields = _fields(row_id, question, images, raw.get("answer"), answer_type=declared)
-    return {**fields, "group": _text(raw.get("problem_index")), "fixes": notes}
+    return {**fields, "group": _text(raw.get("problem_index")), "fixes": fixes}
 
 
 def tags_as_text(text: str) -> str:
