@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from npo_ext.signals import effective_signal
+
 TIE_TOLERANCE = 1e-9
 
 
@@ -28,9 +30,8 @@ class Candidate:
 
     @property
     def s(self) -> float:
-        if math.isnan(self.q) or math.isnan(self.v) or self.v <= 0:
-            return float("nan")
-        return self.q / self.v
+        """S = Q / V; NaN when undefined (a non-positive V counts as undefined here instead of an error)."""
+        return float("nan") if self.v <= 0 else effective_signal(self.q, self.v)
 
 
 @dataclass(frozen=True)
