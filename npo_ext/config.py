@@ -5,6 +5,7 @@ Validation happens once, at start-up, so that a bad schedule fails before any GP
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 SLOT_POLICIES = ("last", "first", "lowest_reward")
 GUIDE_SELECT_POLICIES = ("first", "shortest", "longest")
 MODES = ("manual", "auto")
+logger = logging.getLogger(__name__)
 
 
 class NPOConfigError(ValueError):
@@ -47,8 +49,8 @@ class AutoConfig:
     ``cooldown`` steps of a guided window's end, none after ``max_interventions``, none with fewer than ``min_pool``
     prompts in the mistake pool. Δ selection: one look-ahead of ``delta_max`` steps with a candidate snapshot every
     ``candidate_every`` steps; each candidate samples ``probe_k`` responses for up to ``probe_prompts`` mistake-pool
-    prompts. The mistake pool holds at most ``pool_capacity`` prompts, each for at most ``pool_max_age`` steps
-    since it last failed. ``window`` guided steps follow the rollback (0: as many as Δ*).
+    prompts (drawn with ``probe_seed``). The mistake pool holds at most ``pool_capacity`` prompts, each for at most
+    ``pool_max_age`` steps since it last failed. ``guided_window`` guided steps follow the rollback (0: as many as Δ*).
     """
 
     bootstrap: bool = True
@@ -63,6 +65,7 @@ class AutoConfig:
     candidate_every: int = 10
     probe_prompts: int = 32
     probe_k: int = 8
+    probe_seed: int = 0
     pool_capacity: int = 4096
     pool_max_age: int = 200
     guided_window: int = 0
@@ -121,6 +124,10 @@ class NPOConfig:
     # Our choice: Q is pass@k, k = min(q_k, samples drawn), from the unbiased estimator over the guide's samples, so
     # `guide_n` does not move it as long as it is >= q_k.
     q_k: int = 4
+    # Our choice: V is measured on up to `v_samples` sampled guide responses per intervention (correct or not), from
+    # the guide's top-`v_topk` log-probs per token and the tail lumped (`npo_ext.signals.chi2_second_moment_topk`).
+    v_samples: int = 64
+    v_topk: int = 16
     # Non-tensor fields whose values, joined, identify a prompt across steps (verl's RLHFDataset copies
     # extra_info.index into `index`). With the data source in the key, datasets that each number from 0 don't collide.
     prompt_key: tuple[str, ...] = ("data_source", "index")
@@ -150,8 +157,11 @@ class NPOConfig:
             raise NPOConfigError(f"npo.mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "auto" and self.interventions:
             raise NPOConfigError("npo.mode=auto decides its own interventions: leave npo.interventions empty")
-        if self.q_k < 1:
-            raise NPOConfigError(f"npo.q_k must be >= 1, got {self.q_k}")
+        for name in ("q_k", "v_topk"):
+            if getattr(self, name) < 1:
+                raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.v_samples < 0:
+            raise NPOConfigError(f"npo.v_samples must be >= 0 (0: V is not measured), got {self.v_samples}")
         _check_schedule(self.interventions)
 
     @classmethod
@@ -163,6 +173,10 @@ class NPOConfig:
         if unknown:
             raise NPOConfigError(f"unknown npo option(s): {', '.join('npo.' + k for k in unknown)}")
         items = raw.get("interventions") or []
+        if raw.get("mode") == "auto" and items:
+            # a recipe's manual schedule under a command-line npo.mode=auto: AutoNPO plans its own interventions
+            logger.warning("npo.mode=auto ignores the %d scheduled npo.interventions", len(items))
+            items = []
         raw["interventions"] = tuple(_parse_intervention(i, item) for i, item in enumerate(items))
         if "auto" in raw:
             raw["auto"] = AutoConfig.from_dict(raw["auto"])

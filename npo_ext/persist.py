@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 class NPOStateError(RuntimeError):
     """Persisted NPO state is missing or unreadable; the message names the path so the user can act."""
@@ -39,3 +41,12 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise NPOStateError(f"{what} not found: {path}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise NPOStateError(f"{what} is corrupt ({e}): {path}") from e
+
+
+def atomic_torch_save(payload: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temp file + rename, for state that is not JSON (e.g. prompts with images)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)

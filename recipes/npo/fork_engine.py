@@ -8,14 +8,16 @@ Rollout replicas follow verl 0.9.1's contract (``fit()`` and ``engine_workers.up
 loads while the replicas sleep, and only ``checkpoint_manager.update_weights`` wakes them, pushing the actor's live
 weights. In hybrid mode a sleeping vLLM has discarded its weights and KV cache, so nothing may generate before that
 push. ``fit()`` leaves the replicas awake at a step boundary and expects them awake after it: the engine puts them
-to sleep before its first save or load, wakes them with the guide weights to collect, puts them to sleep once after
-the last guide batch, and :meth:`wake_rollout` (called by the trainer at the end of the boundary) wakes them with
-whatever the actor holds then.
+to sleep before its first save or load, wakes them with the guide (or candidate) weights for each sampling batch and
+puts them back to sleep right after it, so the actor's own forward (the top-k log-probs V needs) never runs beside
+an awake replica, as in ``fit()``. :meth:`wake_rollout` (called by the trainer at the end of the boundary) wakes them
+with whatever the actor holds then.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,10 @@ from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
 from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
+from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
+from npo_ext.signals import chi2_second_moment_topk, estimate_q
+from recipes.npo.topk_forward import actor_log_probs_at, actor_topk
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -60,6 +65,8 @@ class VerlForkEngine:
     def save_snapshot(self, directory: Path, step: int) -> None:
         self._save_actor(directory, step)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
+        if self.trainer.auto is not None:
+            atomic_torch_save(self.trainer.auto.state_dict(), directory / AUTO_STATE_FILE)
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
         self._save_actor(directory, step)
@@ -99,31 +106,41 @@ class VerlForkEngine:
     # --- guide collection ----------------------------------------------------------------------------------------
 
     def collect_guides(
-        self, snapshot: Path, first_batch: int, num_batches: int, guide_step: int
+        self, snapshot: Path, first_batch: int, num_batches: int, guide_step: int, samples_dir: Path
     ) -> Iterator[tuple[int, dict[str, PromptGuides]]]:
         state = torch.load(snapshot / "data.pt", weights_only=False)
         batches = self.trainer.train_dataloader.peek(state, first_batch + num_batches)
-        self.wake_rollout()  # the actor holds the guide weights θ_{T+Δ}
+        v_rows = math.ceil(self.trainer.npo.v_samples / max(first_batch + num_batches, 1))
         for index, batch_dict in enumerate(batches):
             if index >= first_batch:
-                yield index, self._collect_batch(batch_dict, guide_step)
-        self._sleep_rollout()
+                yield index, self._collect_batch(batch_dict, guide_step, samples_dir / f"batch_{index:05d}.pt", v_rows)
 
-    def _collect_batch(self, batch_dict: dict, guide_step: int) -> dict[str, PromptGuides]:
-        trainer, npo = self.trainer, self.trainer.npo
-        batch = DataProto.from_single_dict(batch_dict)
-        batch.meta_info["temperature"] = trainer.config.actor_rollout_ref.rollout.temperature
-        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
-        keys = trainer.prompt_keys(batch.non_tensor_batch)
-        check_one_prompt_per_key(keys, batch.non_tensor_batch["uid"], npo.prompt_key)
-        gen_batch = trainer._get_gen_batch(batch)
+    def _sample(self, gen_batch: DataProto, n: int) -> DataProto:
+        """``n`` responses per prompt from the actor's current weights (the replicas are woken with them, then put
+        back to sleep so the actor can run its own forward)."""
+        trainer = self.trainer
+        gen_batch.meta_info["temperature"] = trainer.config.actor_rollout_ref.rollout.temperature
         gen_batch.meta_info["global_steps"] = trainer.global_steps
         # The agent loop splits a batch evenly across its workers: pad as verl's _validate does, then drop the pad.
         padded, pad_size = pad_dataproto_to_divisor(
-            gen_batch.repeat(npo.guide_n, interleave=True), trainer.config.actor_rollout_ref.rollout.agent.num_workers
+            gen_batch.repeat(n, interleave=True), trainer.config.actor_rollout_ref.rollout.agent.num_workers
         )
+        self.wake_rollout()
         output = unpad_dataproto(trainer.rollout.generate_sequences(padded), pad_size=pad_size)
+        self._sleep_rollout()
         trainer.record_guide_sampling(output)
+        return output
+
+    def _collect_batch(
+        self, batch_dict: dict, guide_step: int, samples_path: Path, v_rows: int
+    ) -> dict[str, PromptGuides]:
+        trainer, npo = self.trainer, self.trainer.npo
+        batch = DataProto.from_single_dict(batch_dict)
+        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+        keys = trainer.prompt_keys(batch.non_tensor_batch)
+        check_one_prompt_per_key(keys, batch.non_tensor_batch["uid"], npo.prompt_key)
+        output = self._sample(trainer._get_gen_batch(batch), npo.guide_n)
+        self._store_v_samples(output, samples_path, v_rows)
 
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64)
         scores = output.batch["rm_scores"].sum(-1).tolist()
@@ -139,3 +156,78 @@ class VerlForkEngine:
             samples = [GuideSample(tuple(ids[correct[i]]), float(scores[correct[i]]), guide_step) for i in keep]
             entries[key] = PromptGuides(num_samples=npo.guide_n, num_correct=len(correct), samples=samples)
         return entries
+
+    # --- V: the guide's top-k now, the current policy's log-probs on those ids after the rollback --------------------
+
+    def _store_v_samples(self, output: DataProto, path: Path, rows: int) -> None:
+        """Keep the first ``rows`` sampled responses (correct or not) with the actor's top-k log-probs on them."""
+        if rows <= 0:
+            return
+        sample = output[: min(rows, len(output))]
+        sample = sample.select(
+            batch_keys=list(V_SAMPLE_TENSORS),
+            non_tensor_batch_keys=[k for k in V_SAMPLE_NON_TENSORS if k in sample.non_tensor_batch],
+        )
+        ids, log_probs = actor_topk(self.trainer, sample, self.trainer.npo.v_topk)
+        sample.batch[GUIDE_TOPK_IDS], sample.batch[GUIDE_TOPK_LOG_PROBS] = ids, log_probs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        sample.save_to_disk(tmp)
+        tmp.replace(path)
+
+    def variance_cost(self, samples_dir: Path) -> float:
+        """Token-weighted V over every stored sample file, under the actor's current weights."""
+        self._sleep_rollout()
+        weighted = tokens = 0.0
+        for path in sorted(samples_dir.glob("batch_*.pt")):
+            sample = DataProto.load_from_disk(path)
+            current = actor_log_probs_at(self.trainer, sample, sample.batch[GUIDE_TOPK_IDS])
+            mask = sample.batch["response_mask"]
+            count = float(mask.sum())
+            if count:
+                weighted += chi2_second_moment_topk(current, sample.batch[GUIDE_TOPK_LOG_PROBS], mask) * count
+                tokens += count
+        return weighted / tokens if tokens else float("nan")
+
+    # --- AutoNPO probing ------------------------------------------------------------------------------------------
+
+    def probe_candidate(self, checkpoint: Path, samples_dir: Path) -> float:
+        """Q of the candidate θ_{T+Δ} on the fork's probe set; its samples are stored for V."""
+        npo = self.trainer.npo
+        probe = self._probe_set(checkpoint.parent / PROBE_SET_FILE)
+        if not probe:
+            return float("nan")
+        self.load_guide_checkpoint(checkpoint)
+        payloads = [m.payload for m in probe]
+        non_tensors = {key: _object_array([p[key] for p in payloads]) for key in payloads[0]}
+        non_tensors["uid"] = _object_array([str(uuid.uuid4()) for _ in payloads])
+        k = npo.auto.probe_k
+        output = self._sample(DataProto.from_dict(non_tensors=non_tensors), k)
+        self._store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
+        acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(probe), k)
+        correct = (acc >= npo.guide_min_acc).sum(-1)
+        # every probe prompt was failed by the current policy (below the gate): Q is the candidate's pass@k there
+        return estimate_q([m.acc for m in probe], [k] * len(probe), correct, k=min(npo.q_k, k), fail_max_acc=1.0)
+
+    def _probe_set(self, path: Path) -> list:
+        """The probe prompts of this fork, drawn once from the mistake pool and frozen, so a resumed probe uses the
+        same prompts for every candidate."""
+        if not path.exists():
+            probe = self.trainer.auto.probe_set(seed=self.trainer.npo.auto.probe_seed)
+            atomic_torch_save(probe, path)
+        return torch.load(path, weights_only=False)
+
+
+AUTO_STATE_FILE = "npo_auto.pt"
+V_SAMPLE_TENSORS = ("input_ids", "attention_mask", "position_ids", "prompts", "responses", "response_mask")
+V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
+GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
+PROBE_SET_FILE = "probe_set.pt"
+
+
+def _object_array(values: list) -> np.ndarray:
+    """A 1-D object array, element by element (numpy would otherwise broadcast lists and dicts)."""
+    array = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        array[i] = value
+    return array

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from npo_ext.config import NPOConfig, NPOConfigError
+from npo_ext.config import NPOConfigError
 
 # Estimators whose batch is exactly rollout.n rows per uid, normalised within the group: the gate's "group
 # accuracy" and a replaced slot mean what they mean in GRPO. remax appends greedy rows that share the uid.
@@ -55,14 +55,4 @@ def check_verl_run_supports_npo(config: DictConfig) -> None:
         raise NPOConfigError(
             f"actor_rollout_ref.actor.router_replay.mode={router_mode} is not supported with npo.enable=true "
             "(router replay has no record for guide rows)"
-        )
-
-
-def check_npo_mode_is_wired(npo: NPOConfig) -> None:
-    """``npo.mode=auto`` validates, but its controller is not in the trainer yet: stop rather than run plain GRPO."""
-    if npo.enable and npo.mode == "auto":
-        raise NPOConfigError(
-            "npo.mode=auto is not wired into the trainer yet: the AutoNPO controller pieces are in npo_ext "
-            "(auto_triggers, mistake_pool, delta_selection, topk), the trainer runs only npo.mode=manual; "
-            "set npo.mode=manual with npo.interventions"
         )

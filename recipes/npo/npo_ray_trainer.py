@@ -9,8 +9,11 @@
 * ``_compute_old_log_prob`` aligns rollout log-probs of guide rows (no importance weight), ``_update_actor`` adds
   the ``npo/*`` metrics, ``_save_checkpoint`` / ``_load_checkpoint`` persist and restore the NPO state, and
   ``_validate`` skips the throw-away look-ahead policy;
-* the per-step logger marks look-ahead steps: their metrics are logged as ``npo/lookahead/*`` at the fork step,
-  so real steps keep monotonic step numbers after a rollback.
+* with ``npo.mode=auto`` an :class:`AutoController` is fed every kept step (on-policy reward, token entropy, group
+  accuracies for the mistake pool) and decides at the step boundary when the fork manager forks;
+* the per-step logger marks look-ahead steps (metrics renamed ``npo/lookahead/*``, with ``npo/lookahead/offset``)
+  and hands every logger the cumulative optimizer-step count as its step: distinct and increasing across
+  look-ahead and rollback, so no logger drops or overwrites a step. The kept step is ``training/global_step``.
 
 With ``actor_rollout_ref.rollout.name=hf_cpu`` the workers are an actor-only FSDP group that also generates (CPU).
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from verl import DataProto
@@ -35,6 +39,7 @@ from verl.trainer.ppo.utils import Role
 from verl.utils.fs import copy_to_local
 from verl.utils.model import get_generation_config
 
+from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager, Phase
@@ -45,13 +50,13 @@ from npo_ext.injection import (
     inject_guidance,
     on_policy_metrics,
 )
-from npo_ext.persist import NPOStateError, atomic_write_json, read_json
+from npo_ext.persist import NPOStateError, atomic_torch_save, atomic_write_json, read_json
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
-from npo_ext.signals import estimate_q
+from npo_ext.signals import effective_signal, estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
-from recipes.npo.fork_engine import VerlForkEngine
-from recipes.npo.guards import check_npo_mode_is_wired, check_verl_run_supports_npo
+from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine
+from recipes.npo.guards import check_verl_run_supports_npo
 from recipes.npo.replay_loader import ReplayableDataLoader
 
 logger = logging.getLogger(__name__)
@@ -77,7 +82,7 @@ class GuidedRollout:
         if prompts.meta_info.get("validate", False):
             return output
         start = time.perf_counter()
-        self.trainer.record_rollout(output)
+        self.trainer.record_rollout(prompts, output)
         if self.trainer.fork_manager.phase == Phase.GUIDED:
             self.trainer.inject(prompts, output)
         self.trainer.add_overhead(time.perf_counter() - start)
@@ -91,7 +96,6 @@ class RayNPOTrainer(RayPPOTrainer):
         super().__init__(*args, **kwargs)
         raw = OmegaConf.to_container(self.config.get("npo", {}) or {}, resolve=True)
         self.npo = NPOConfig.from_dict(raw)
-        check_npo_mode_is_wired(self.npo)
         if self.npo.enable:
             check_verl_run_supports_npo(self.config)
             self.npo.check_against_run(
@@ -100,7 +104,20 @@ class RayNPOTrainer(RayPPOTrainer):
                 steps_per_epoch=len(self.train_dataloader),
             )
         state_dir = self.npo.state_dir or os.path.join(self.config.trainer.default_local_dir, "npo")
-        self.fork_manager = ForkManager(self.npo.interventions if self.npo.enable else (), state_dir)
+        self.auto: AutoController | None = None
+        if self.npo.enable and self.npo.mode == "auto":
+            self.auto = AutoController(
+                self.npo.auto,
+                self.npo.gate,
+                total_steps=self.total_training_steps,
+                steps_per_epoch=len(self.train_dataloader),
+            )
+        self.fork_manager = ForkManager(
+            self.npo.interventions if self.npo.enable else (),
+            state_dir,
+            auto=self.auto,
+            guided_window=self.npo.auto.guided_window,
+        )
         self.compute_path = Path(state_dir) / COMPUTE_FILE
         resuming = self.config.trainer.resume_mode != "disable"
         self.compute = ComputeCounter.load(self.compute_path) if resuming else ComputeCounter()
@@ -108,6 +125,7 @@ class RayNPOTrainer(RayPPOTrainer):
         self.train_dataloader = ReplayableDataLoader(self.train_dataloader, self._on_step_boundary)
         self.data_state_at_boundary: dict[str, Any] = {}
         self._pending_metrics: dict[str, float] = {}
+        self._onpolicy_score = self._entropy = float("nan")
 
     # --- workers -------------------------------------------------------------------------------------------------
 
@@ -191,11 +209,31 @@ class RayNPOTrainer(RayPPOTrainer):
             self._eos_token_ids = tuple(dict.fromkeys(i for i in ids if i is not None))
         return self._eos_token_ids
 
-    def record_rollout(self, output: DataProto) -> None:
-        """Count a training batch's generated tokens and stage its on-policy metrics (taken before any injection)."""
+    def record_rollout(self, prompts: DataProto, output: DataProto) -> None:
+        """Count a training batch's generated tokens and stage its on-policy metrics (taken before any injection);
+        AutoNPO's mistake pool sees every batch the current policy generated (kept steps, and the first look-ahead
+        step, which θ_T generates: at a bootstrap fork that is all the pool has)."""
         self.compute.rollout_tokens += int(output.batch["response_mask"].sum())
-        if not self._in_lookahead_step():  # look-ahead steps are logged under npo/lookahead/* by verl's own keys
-            self._pending_metrics.update(on_policy_metrics(output, self.npo.acc_key))
+        lookahead = self._in_lookahead_step()
+        if not lookahead:  # look-ahead steps are logged under npo/lookahead/* by verl's own keys
+            onpolicy = on_policy_metrics(output, self.npo.acc_key)
+            self._pending_metrics.update(onpolicy)
+            self._onpolicy_score = onpolicy.get("npo/onpolicy/score_mean")
+        generated_by_current = not lookahead or self.global_steps == self.fork_manager.state.intervention.at_step + 1
+        if self.auto is not None and generated_by_current:
+            self.auto.observe_prompts(self.global_steps, self._group_accuracies(prompts, output))
+
+    def _group_accuracies(self, prompts: DataProto, output: DataProto) -> list[tuple[str, float, dict[str, Any]]]:
+        """Per prompt of a generated batch: key, on-policy group accuracy, and the prompt row to generate it again."""
+        n = self.config.actor_rollout_ref.rollout.n
+        nt = prompts.non_tensor_batch
+        keys = self.prompt_keys(nt)
+        acc = np.asarray(output.non_tensor_batch[self.npo.acc_key], dtype=np.float64)
+        fields = [k for k in nt if k != "uid"]
+        return [
+            (keys[row], float(acc[row : row + n].mean()), {k: nt[k][row] for k in fields})
+            for row in range(0, len(keys), n)
+        ]
 
     def record_guide_sampling(self, output: DataProto) -> None:
         """Count the tokens generated while sampling guides."""
@@ -242,7 +280,11 @@ class RayNPOTrainer(RayPPOTrainer):
             [entries[i].num_correct for i in seen],
             k=k,
         )
-        return {"npo/signal/q": q, "npo/signal/q_k": float(k)}
+        metrics = {"npo/signal/q": q, "npo/signal/q_k": float(k)}
+        v = self.fork_manager.state.v
+        if v is not None and not np.isnan(q):
+            metrics["npo/signal/s"] = effective_signal(q, v)
+        return metrics
 
     # --- overridden RayPPOTrainer seams --------------------------------------------------------------------------
 
@@ -253,6 +295,8 @@ class RayNPOTrainer(RayPPOTrainer):
     def _compute_old_log_prob(self, batch: DataProto):
         old_log_prob, mfu = super()._compute_old_log_prob(batch)
         start = time.perf_counter()
+        mask = batch.batch["response_mask"].float()
+        self._entropy = float((old_log_prob.batch["entropys"] * mask).sum() / mask.sum().clamp_min(1))
         align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
         self.add_overhead(time.perf_counter() - start)
         return old_log_prob, mfu
@@ -267,6 +311,10 @@ class RayNPOTrainer(RayPPOTrainer):
             npo_metrics["npo/pool/tokens"] = float(self.fork_manager.pool.num_tokens)
         self.compute.optimizer_steps += 1
         self.compute.lookahead_steps += int(self._in_lookahead_step())
+        if self.auto is not None and not self._in_lookahead_step():
+            self.auto.observe(self._onpolicy_score, self._entropy)
+            npo_metrics.update({f"npo/auto/{k}": v for k, v in self.auto.monitor.signals().items()})
+            npo_metrics["npo/auto/mistake_pool"] = float(len(self.auto.pool))
         self.compute.save(self.compute_path)
         npo_metrics.update(self.compute.metrics())
         self.add_overhead(time.perf_counter() - start)
@@ -299,6 +347,18 @@ class RayNPOTrainer(RayPPOTrainer):
 
     def write_checkpoint_state(self, folder: Path) -> None:
         atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
+        if self.auto is not None:
+            atomic_torch_save(self.auto.state_dict(), folder / AUTO_STATE_FILE)
+
+    def load_auto_state(self, folder: Path) -> None:
+        """AutoNPO's controller (signal windows, mistake pool, counters) as saved with a checkpoint or snapshot."""
+        path = folder / AUTO_STATE_FILE
+        if self.auto is None or not path.exists():
+            return
+        try:
+            self.auto.load_state_dict(torch.load(path, weights_only=False))
+        except Exception as e:
+            raise NPOStateError(f"could not load the AutoNPO state at {path}: {e}") from e
 
     def _load_checkpoint(self):
         if self.config.trainer.resume_mode != "disable":
@@ -307,12 +367,15 @@ class RayNPOTrainer(RayPPOTrainer):
                 step = self.fork_manager.state.intervention.at_step
                 print(f"NPO: resuming an in-flight fork ({self.fork_manager.phase.value}) from {snapshot}")
                 self.restore_folder(snapshot, step, what="fork snapshot")
+                self.load_auto_state(snapshot)
                 return step
         result = super()._load_checkpoint()
         folder = self._resumed_folder()
         state_file = None if folder is None else folder / CHECKPOINT_STATE_FILE
         raw = read_json(state_file, "NPO checkpoint state") if state_file and state_file.exists() else None
         self.fork_manager.adopt_checkpoint_state(raw, state_file or Path(self.fork_manager.state_dir))
+        if folder is not None:
+            self.load_auto_state(folder)
         return result
 
     def _resumed_folder(self) -> Path | None:
@@ -336,7 +399,7 @@ class RayNPOTrainer(RayPPOTrainer):
                     data["npo/lookahead/offset"] = step - fork_step
                     step = fork_step
                 print(npo_summary(step, data), flush=True)
-                super().log(data, step, backend)
+                super().log(data, trainer.compute.optimizer_steps, backend)
 
         with mock.patch.object(tracking, "Tracking", NPOTracking):
             return super().fit()
@@ -354,6 +417,10 @@ SUMMARY_KEYS = {
     "npo/inject/no_guide": "no_guide",
     "npo/guide/advantage_mean": "guide_adv",
     "npo/signal/q": "q",
+    "npo/signal/v": "v",
+    "npo/signal/s": "s",
+    "npo/auto/delta_star": "delta_star",
+    "npo/auto/mistake_pool": "mistakes",
     "npo/compute/optimizer_steps": "opt_steps",
 }
 

@@ -1,21 +1,26 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus two methods.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus three methods.
 
 * ``save_unmanaged_checkpoint``: a fork snapshot through the engine's normal checkpoint save, but not recorded by
   its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
   real checkpoint to be rotated out early.
 * ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
+* ``npo_topk_forward``: the actor's per-token top-k log-probs (or its log-probs on given ids) for V, through verl's
+  own forward (``recipes.npo.topk_forward``).
 """
 
 from __future__ import annotations
 
 import torch
+from tensordict import TensorDict
 from verl import DataProto
-from verl.single_controller.base.decorator import Dispatch, register
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
+from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from recipes.cpu.hf_generation import generate_rollout
+from recipes.npo.topk_forward import GIVEN_IDS, TOPK_K, TopKCapture
 
 
 class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -27,6 +32,17 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
         tracked = list(manager.previous_saved_paths)
         self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
         manager.previous_saved_paths = tracked
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def npo_topk_forward(self, data: TensorDict) -> TensorDict | None:
+        """verl's log-prob forward with a per-token top-k capture in place of the loss (restored afterwards)."""
+        capture = TopKCapture(int(tu.get_non_tensor_data(data, TOPK_K, None)), GIVEN_IDS in data.keys())
+        saved, self.actor.loss_fn = self.actor.loss_fn, capture
+        try:
+            output = self.actor.infer_batch(data)
+        finally:
+            self.actor.loss_fn = saved
+        return output.cpu() if output is not None else None
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate_sequences_hf(self, prompts: DataProto) -> DataProto:

@@ -170,13 +170,13 @@ def record_fork_engine(
         if trainer.probe is not None:
             report["log_prob_sums"].setdefault("rollback", []).append(masked_log_prob_sum(trainer, trainer.probe))
 
-    def recorded_collect_batch(batch_dict, guide_step):
+    def recorded_collect_batch(*args, **kwargs):
         index = report.setdefault("collected_batches", 0)
         if die_at == ("collect", index):
             report["died_at"] = ["collect", index]
             raise Killed(3)
         report["collected_batches"] = index + 1
-        return collect_batch(batch_dict, guide_step)
+        return collect_batch(*args, **kwargs)
 
     engine.rollback = recorded_rollback
     engine._collect_batch = recorded_collect_batch

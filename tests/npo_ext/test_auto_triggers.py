@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from npo_ext.auto_triggers import TriggerMonitor, slope
-from npo_ext.config import AutoConfig, NPOConfig, NPOConfigError
+from npo_ext.config import AutoConfig, Intervention, NPOConfig, NPOConfigError
 
 CFG = AutoConfig(window=10, reward_slope_min=0.002, entropy_floor=0.05, entropy_drop=0.3, cooldown=10, min_pool=4)
 
@@ -79,13 +79,16 @@ def test_state_round_trip_and_reset() -> None:
     assert restored.signals() == {}
 
 
-def test_auto_options_are_validated_and_named() -> None:
+def test_auto_options_are_validated_and_named(caplog) -> None:
     config = NPOConfig.from_dict({"mode": "auto", "auto": {"delta_max": 25, "candidate_every": 10}})
     assert config.auto.candidate_deltas == (10, 20, 25)
     with pytest.raises(NPOConfigError, match="npo.auto.windw"):
         NPOConfig.from_dict({"mode": "auto", "auto": {"windw": 3}})
+    # a recipe's schedule under npo.mode=auto on the command line is dropped, loudly; in code it is an error
+    assert NPOConfig.from_dict({"mode": "auto", "interventions": [{"at_step": 0, "delta": 2}]}).interventions == ()
+    assert "npo.mode=auto ignores the 1 scheduled npo.interventions" in caplog.text
     with pytest.raises(NPOConfigError, match="leave npo.interventions empty"):
-        NPOConfig.from_dict({"mode": "auto", "interventions": [{"at_step": 0, "delta": 2}]})
+        NPOConfig(mode="auto", interventions=(Intervention(0, 2, 2),))
     with pytest.raises(NPOConfigError, match="npo.mode"):
         NPOConfig.from_dict({"mode": "automatic"})
     with pytest.raises(NPOConfigError, match="npo.q_k"):

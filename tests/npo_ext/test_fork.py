@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from npo_ext.config import Intervention
+from npo_ext.auto import AutoController
+from npo_ext.config import AutoConfig, Intervention
 from npo_ext.fork import ForkManager, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
 from npo_ext.persist import NPOStateError
@@ -32,15 +33,17 @@ def batch_at(position):
 class ToyTrainer:
     """One process lifetime of a toy training run."""
 
-    def __init__(self, root: Path, kill=None):
+    def __init__(self, root: Path, kill=None, auto: AutoController | None = None):
         self.root = root
         self.ckpt = root / "ckpt"
         self.kill = kill or (lambda event, trainer: False)
-        self.manager = ForkManager(SCHEDULE, root / "npo")
+        self.auto = auto
+        self.manager = ForkManager(() if auto else SCHEDULE, root / "npo", auto=auto)
         self.weights: list[tuple[str, str | None]] = []
         self.position = 0
         self.completed = 0
         self.lookahead_steps = 0
+        self.probed: list[int] = []
 
     # --- the ForkEngine protocol ---
     def _write(self, directory: Path, with_data=True):
@@ -48,11 +51,15 @@ class ToyTrainer:
         (directory / "actor" / "weights.json").write_text(json.dumps(self.weights))
         if with_data:
             (directory / "data.pt").write_text(json.dumps({"position": self.position}))
+            if self.auto:
+                (directory / "auto.json").write_text(json.dumps(self.auto.state_dict()))
 
     def _read(self, directory: Path, with_data=True):
         self.weights = [tuple(w) for w in json.loads((directory / "actor" / "weights.json").read_text())]
         if with_data:
             self.position = json.loads((directory / "data.pt").read_text())["position"]
+            if self.auto:
+                self.auto.load_state_dict(json.loads((directory / "auto.json").read_text()))
 
     def save_snapshot(self, directory, step):
         self._write(directory)
@@ -63,16 +70,37 @@ class ToyTrainer:
     def load_guide_checkpoint(self, directory):
         self._read(directory, with_data=False)
 
-    def collect_guides(self, snapshot, first_batch, num_batches, guide_step):
+    def collect_guides(self, snapshot, first_batch, num_batches, guide_step, samples_dir):
         start = json.loads((snapshot / "data.pt").read_text())["position"]
         guide_policy = len(self.weights)
         for i in range(first_batch, first_batch + num_batches):
             if self.kill(("collect", i), self):
                 raise Killed
+            samples_dir.mkdir(parents=True, exist_ok=True)
+            (samples_dir / f"batch_{i}.json").write_text(json.dumps({"policy": guide_policy}))
             key = batch_at(start + i)
             # the toy guide "solves" every other prompt; its answer encodes which policy wrote it
             samples = [GuideSample((guide_policy, start + i), 1.0, guide_step)] if (start + i) % 2 else []
             yield i, {key: PromptGuides(4, len(samples), samples)}
+
+    # the toy's Q and V of a candidate guide θ_{T+Δ}: S = Q / V peaks at Δ = 2
+    TOY_Q = {1: 0.2, 2: 0.6, 3: 0.7}
+
+    def probe_candidate(self, checkpoint, samples_dir):
+        self._read(checkpoint, with_data=False)
+        delta = len(self.weights) - self.manager.state.intervention.at_step
+        if self.kill(("probe", delta), self):
+            raise Killed
+        self.probed.append(delta)
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        (samples_dir / "batch_0.json").write_text(json.dumps({"policy": len(self.weights)}))
+        return self.TOY_Q[delta]
+
+    def variance_cost(self, samples_dir):
+        """1 + 0.1 * (steps between the sampling policy and the current one)²."""
+        files = sorted(samples_dir.glob("batch_*.json"))
+        policy = json.loads(files[0].read_text())["policy"]
+        return 1.0 + 0.1 * (policy - len(self.weights)) ** 2
 
     def rollback(self, snapshot, step):
         if self.kill(("rollback", step), self):
@@ -180,9 +208,9 @@ def test_resume_in_collect_continues_after_the_persisted_batches(tmp_path):
     calls = []
 
     class Recording(ToyTrainer):
-        def collect_guides(self, snapshot, first_batch, num_batches, guide_step):
+        def collect_guides(self, snapshot, first_batch, num_batches, guide_step, samples_dir):
             calls.append((first_batch, num_batches))
-            yield from super().collect_guides(snapshot, first_batch, num_batches, guide_step)
+            yield from super().collect_guides(snapshot, first_batch, num_batches, guide_step, samples_dir)
 
     with pytest.raises(Killed):
         Recording(tmp_path, kill=lambda e, t: e == ("collect", 2)).run()
@@ -214,7 +242,7 @@ def test_corrupt_run_state_fails_loudly_naming_the_path(tmp_path):
 
 def test_empty_pool_is_a_logged_no_op(tmp_path, caplog):
     class Unsolved(ToyTrainer):
-        def collect_guides(self, snapshot, first_batch, num_batches, guide_step):
+        def collect_guides(self, snapshot, first_batch, num_batches, guide_step, samples_dir):
             for i in range(first_batch, first_batch + num_batches):
                 yield i, {f"k{i}": PromptGuides(4, 0, [])}
 
@@ -237,3 +265,106 @@ def test_advance_reports_events_and_timings(tmp_path):
     assert done["npo/event/rollback"] == 1.0
     assert done["npo/collect/prompts"] == 3.0 and done["npo/pool/guides"] == 2.0
     assert trainer.completed == 3 and manager.phase == Phase.GUIDED
+
+
+def test_rollback_measures_v_of_the_window_guides_under_the_restored_policy(reference):
+    _, trainer = reference
+    # the first window's guides came from θ_5, the rolled-back policy is θ_3: V = 1 + 0.1 * 2²; the state of the
+    # window carries it (checkpoints of the window resume with it) and IDLE forgets it
+    manager = ToyTrainer(trainer.root).manager
+    state = json.loads((trainer.ckpt / "global_step_4" / "npo_state.json").read_text())
+    assert state["phase"] == "guided" and state["v"] == pytest.approx(1.4)
+    assert manager.state.v is None
+    assert not list((trainer.root / "npo").glob("fork_*/samples")), "V samples are deleted after the rollback"
+
+
+# --- AutoNPO: a bootstrap fork at step 0, candidates at Δ = 1, 2, 3, Δ* = 2 by S = Q / V ---------------------------
+
+
+def auto_controller() -> AutoController:
+    config = AutoConfig(bootstrap=True, max_interventions=1, delta_max=3, candidate_every=1, min_pool=0)
+    return AutoController(config, gate=0.6, total_steps=TOTAL_STEPS, steps_per_epoch=0)
+
+
+@pytest.fixture(scope="module")
+def auto_reference(tmp_path_factory):
+    trainer = ToyTrainer(tmp_path_factory.mktemp("auto"), auto=auto_controller())
+    return trainer.run(), trainer
+
+
+def test_auto_probes_every_candidate_and_guides_with_the_argmax_of_s(auto_reference):
+    weights, trainer = auto_reference
+    assert trainer.probed == [1, 2, 3]
+    assert trainer.lookahead_steps == 3
+    # Δ* = 2: the window is 2 steps, its guides written by θ_2 (the policy after 0 + 2 steps)
+    guided = [i for i, (_, guide) in enumerate(weights) if guide is not None]
+    assert guided == [1]
+    assert json.loads(weights[1][1]) == [2, 1]
+    assert [key for key, _ in weights] == [batch_at(i) for i in range(TOTAL_STEPS)]
+    fork = trainer.root / "npo" / "fork_000000"
+    assert not list(fork.glob("candidate_*")) and not list(fork.glob("probe_*")), "candidates deleted at SELECT"
+    assert trainer.auto.interventions_done == 1 and trainer.auto.last_window_end == 2
+
+
+def test_auto_select_reports_every_candidate(tmp_path):
+    trainer = ToyTrainer(tmp_path, auto=auto_controller())
+    trainer.resume()
+    metrics = trainer.manager.advance(0, trainer)
+    assert metrics["npo/auto/trigger/bootstrap"] == 0.0 and metrics["npo/event/fork"] == 1.0
+    for step in (1, 2):
+        trainer.completed = trainer.position = step
+        trainer.weights.append((batch_at(step - 1), None))
+        assert "npo/time/guide_checkpoint_s" in trainer.manager.advance(step, trainer)
+        assert (trainer.manager.candidate_dir(Intervention(0, 3, 0), step) / "actor").is_dir()
+    trainer.completed = trainer.position = 3
+    trainer.weights.append((batch_at(2), None))
+    done = trainer.manager.advance(3, trainer)
+    assert done["npo/auto/delta_star"] == 2.0
+    assert done["npo/auto/candidate_2/q"] == 0.6 and done["npo/auto/candidate_2/v"] == pytest.approx(1.4)
+    assert done["npo/auto/candidate_3/s"] == pytest.approx(0.7 / 1.9)
+    assert done["npo/signal/v"] == pytest.approx(1.4) and done["npo/event/rollback"] == 1.0
+    assert trainer.manager.phase == Phase.GUIDED and trainer.manager.state.intervention == Intervention(0, 2, 2)
+
+
+AUTO_KILL_POINTS = {
+    "lookahead": lambda e, t: e == ("step", Phase.LOOKAHEAD, 2),
+    "probe_second_candidate": lambda e, t: e == ("probe", 2),
+    "probe_last_candidate": lambda e, t: e == ("probe", 3),
+    "collect": lambda e, t: e == ("collect", 1),
+    "rollback": lambda e, t: e == ("rollback", 0),
+    "guided": lambda e, t: e == ("step", Phase.GUIDED, 1),
+    "after": lambda e, t: e == ("step", Phase.IDLE, 5),
+}
+
+
+@pytest.mark.parametrize("kill_point", sorted(AUTO_KILL_POINTS))
+def test_auto_killed_in_any_phase_resumes_to_the_same_model(tmp_path, auto_reference, kill_point):
+    expected, _ = auto_reference
+    fired = []
+
+    def kill_once(event, trainer):
+        if not fired and AUTO_KILL_POINTS[kill_point](event, trainer):
+            fired.append(event)
+            return True
+        return False
+
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, kill=kill_once, auto=auto_controller()).run()
+    assert fired
+    resumed = ToyTrainer(tmp_path, auto=auto_controller())
+    assert resumed.run() == expected
+    if kill_point == "probe_last_candidate":
+        assert resumed.probed == [3], "a resumed probe skips the candidates already probed"
+
+
+def test_auto_without_a_useful_candidate_rolls_back_and_runs_on(tmp_path):
+    class Hopeless(ToyTrainer):
+        TOY_Q = {1: 0.0, 2: 0.0, 3: 0.0}
+
+    trainer = Hopeless(tmp_path, auto=auto_controller())
+    weights = trainer.run()
+    assert [key for key, _ in weights] == [batch_at(i) for i in range(TOTAL_STEPS)]
+    assert all(guide is None for _, guide in weights)
+    assert trainer.lookahead_steps == 3 and trainer.manager.phase == Phase.IDLE
+    assert trainer.auto.last_window_end == 0, "the cooldown runs from the fork"
+    assert not list((tmp_path / "npo").glob("fork_*/snapshot"))

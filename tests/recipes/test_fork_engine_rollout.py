@@ -6,6 +6,7 @@ raises. A toy ``fit()`` loop drives the real :class:`VerlForkEngine`, :class:`Fo
 :class:`ReplayableDataLoader` through a whole intervention whose window has two batches.
 """
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -122,13 +123,14 @@ def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a
             "trainer": {"default_local_dir": str(tmp_path / "ckpt"), "save_freq": 5},
         }
     )
-    trainer.npo = NPOConfig(interventions=(iv,), guide_n=guide_n)
+    trainer.npo = NPOConfig(interventions=(iv,), guide_n=guide_n, v_samples=0)
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS, OTHER_EOS)
     trainer.actor_rollout_wg = Actor()
     trainer.checkpoint_manager = Replicas(trainer.actor_rollout_wg)
     trainer.actor_rollout_wg.replicas = trainer.checkpoint_manager
     trainer.rollout = Rollout(trainer.checkpoint_manager, num_workers, solved_by="w2")
+    trainer.auto = None
     trainer.fork_manager = ForkManager(trainer.npo.interventions, tmp_path / "npo")
     trainer.fork_engine = VerlForkEngine(trainer)
     trainer._pending_metrics = {}
@@ -206,6 +208,6 @@ def test_guide_batches_are_padded_to_the_agent_loop_workers(tmp_path, monkeypatc
 def test_two_prompts_with_one_key_stop_the_collection(tmp_path, monkeypatch, sources, message):
     """Within one window batch, or across two of them: a collision is an error, never a silent overwrite."""
     trainer, _ = make_trainer(tmp_path, monkeypatch, sources=sources)
-    trainer.npo = NPOConfig(interventions=trainer.npo.interventions, guide_n=2, prompt_key=("data_source",))
+    trainer.npo = replace(trainer.npo, prompt_key=("data_source",))
     with pytest.raises(DuplicatePromptKeyError, match=message):
         toy_fit(trainer, total_steps=3)

@@ -43,13 +43,3 @@ def test_a_reward_model_with_its_own_pool_scores_inside_the_rollout_and_is_allow
     check_verl_run_supports_npo(
         config("reward.reward_model.enable=true", "reward.reward_model.enable_resource_pool=true")
     )
-
-
-def test_auto_mode_stops_at_start_up_until_it_is_wired():
-    from npo_ext.config import NPOConfig
-    from recipes.npo.guards import check_npo_mode_is_wired
-
-    check_npo_mode_is_wired(NPOConfig.from_dict({"mode": "manual"}))
-    check_npo_mode_is_wired(NPOConfig.from_dict({"mode": "auto", "enable": False}))
-    with pytest.raises(NPOConfigError, match="npo.mode=auto is not wired"):
-        check_npo_mode_is_wired(NPOConfig.from_dict({"mode": "auto"}))

@@ -48,6 +48,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
     trainer.npo = NPOConfig()
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
+    trainer.auto = None
     trainer.fork_manager = ForkManager((Intervention(2, 2, 2),), tmp_path / "npo")
     trainer.fork_manager.state = ForkState(phase, Intervention(2, 2, 2) if phase != Phase.IDLE else None)
     trainer.fork_manager.pool.add("d/10", PromptGuides(8, 1, [GuideSample((5, 6, EOS), 1.0, 4)]))

@@ -1,0 +1,112 @@
+"""The actor's top-k log-probs on response tokens, through verl's own forward pass.
+
+V (``npo_ext.signals.chi2_second_moment_topk``) needs, per guide token, the guide policy's top-k ids and log-probs,
+and later the current policy's log-probs on those same ids. Both come from one forward of the actor over the stored
+sequences, with verl 0.9.1's top-k distillation hook: the engine hands each micro-batch's logits to a "logits
+processor" that returns per-token values, and packs per-position ``teacher_ids`` / ``teacher_logprobs`` the same
+way as the input ids (``left_right_2_no_padding``). The processor here keeps k ids and k log-probs per token
+(``npo_ext.topk``, chunked over positions), so besides the logits verl's forward already holds, the peak is
+``chunk × vocab`` floats. Multimodal inputs, remove-padding and micro-batching are verl's; Ulysses sequence
+parallelism is not supported (the per-token ids would need verl's slicing).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
+
+from npo_ext.topk import log_probs_at, topk_log_probs
+
+if TYPE_CHECKING:
+    from recipes.npo.npo_ray_trainer import RayNPOTrainer
+
+GIVEN_IDS, GIVEN_LOG_PROBS = "teacher_ids", "teacher_logprobs"  # the keys verl packs per position
+TOPK_K = "npo_topk_k"
+ID_KEY, LOG_PROB_KEY = "npo_topk_id_{}", "npo_topk_log_prob_{}"
+MAX_EXACT_ID = 2**24  # ids travel as float32 per-token values, exact below this
+
+
+class TopKCapture:
+    """A verl engine "loss function" that only records per-token values from the logits and returns no loss.
+
+    Without given ids it records the top-k ids and log-probs; with ``teacher_ids`` in the micro-batch, the
+    log-probs of those ids.
+    """
+
+    def __init__(self, k: int, score_given_ids: bool) -> None:
+        self.k, self.score_given_ids = k, score_given_ids
+
+    def __call__(self, student_logits: torch.Tensor | None = None, data: Any = None, **_: Any):
+        if student_logits is None:  # the loss call that follows the forward: nothing to optimise
+            return torch.zeros(()), {}
+        logits = student_logits.squeeze(0)
+        if logits.shape[-1] > MAX_EXACT_ID:
+            raise ValueError(f"vocabulary of {logits.shape[-1]} ids is too large for float32 id transport")
+        if self.score_given_ids:
+            ids = data[GIVEN_IDS].values().long()
+            if ids.shape[0] != logits.shape[0]:
+                raise NotImplementedError(
+                    f"per-token ids ({ids.shape[0]}) do not line up with the logits ({logits.shape[0]}): "
+                    "V measurement does not support Ulysses sequence parallelism"
+                )
+            values = log_probs_at(logits, ids)
+            return {LOG_PROB_KEY.format(j): values[:, j].unsqueeze(0) for j in range(ids.shape[1])}
+        ids, values = topk_log_probs(logits, self.k)
+        out = {ID_KEY.format(j): ids[:, j].float().unsqueeze(0) for j in range(self.k)}
+        out.update({LOG_PROB_KEY.format(j): values[:, j].unsqueeze(0) for j in range(self.k)})
+        return out
+
+
+def _forward(trainer: RayNPOTrainer, batch: DataProto, k: int, given_ids: torch.Tensor | None) -> dict[str, Any]:
+    """One actor forward over ``batch`` (padded to the worker count); returns the per-token outputs, unpadded."""
+    size = len(batch)
+    batch, _ = pad_dataproto_to_divisor(batch, trainer.actor_rollout_wg.world_size)
+    tensors = {key: batch.batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
+    tensors.update({key: batch.batch[key] for key in ("prompts", "responses", "response_mask")})
+    if given_ids is not None:
+        # response token t is predicted at sequence position prompt_width - 1 + t (prompts are left-padded)
+        full = torch.zeros((len(batch), tensors["input_ids"].shape[1], k))
+        start = tensors["prompts"].shape[1] - 1
+        padded_ids = torch.cat([given_ids, given_ids[: len(batch) - size]]) if len(batch) > size else given_ids
+        full[:, start : start + padded_ids.shape[1]] = padded_ids.float()
+        tensors[GIVEN_IDS] = full.long()
+        tensors[GIVEN_LOG_PROBS] = torch.zeros_like(full)
+    non_tensors = {key: batch.non_tensor_batch[key] for key in ("multi_modal_inputs",) if key in batch.non_tensor_batch}
+    meta = {
+        "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
+        "global_token_num": tensors["attention_mask"].sum(-1).tolist(),
+    }
+    data = DataProto.from_dict(tensors=tensors, non_tensors=non_tensors, meta_info=meta).to_tensordict()
+    data = left_right_2_no_padding(data)
+    tu.assign_non_tensor(
+        data,
+        calculate_entropy=False,
+        compute_loss=True,
+        distillation_use_topk=True,
+        distillation_only=True,
+        **{TOPK_K: k},
+    )
+    output = trainer.actor_rollout_wg.npo_topk_forward(data)
+    keys = [LOG_PROB_KEY.format(j) for j in range(k)]
+    if given_ids is None:
+        keys += [ID_KEY.format(j) for j in range(k)]
+    return {key: no_padding_2_padding(tu.get(output, key), data)[:size] for key in keys}
+
+
+def actor_topk(trainer: RayNPOTrainer, batch: DataProto, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The actor's top-k ``(ids int64, log-probs float32)`` per response token, each ``(rows, response_len, k)``."""
+    out = _forward(trainer, batch, k, None)
+    ids = torch.stack([out[ID_KEY.format(j)] for j in range(k)], -1).round().long()
+    return ids, torch.stack([out[LOG_PROB_KEY.format(j)] for j in range(k)], -1).float()
+
+
+def actor_log_probs_at(trainer: RayNPOTrainer, batch: DataProto, ids: torch.Tensor) -> torch.Tensor:
+    """The actor's log-probs of the given ``(rows, response_len, k)`` ids, same shape."""
+    k = ids.shape[-1]
+    out = _forward(trainer, batch, k, ids)
+    return torch.stack([out[LOG_PROB_KEY.format(j)] for j in range(k)], -1).float()
