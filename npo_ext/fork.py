@@ -23,6 +23,7 @@ Layout under ``state_dir``::
     fork_<T>/snapshot/{actor/,data.pt}
     fork_<T>/candidate_<Δ>/actor/    auto: θ_{T+Δ} for each candidate Δ, deleted at SELECT
     fork_<T>/probe_<Δ>/              auto: the candidate's probe samples, deleted at SELECT
+    fork_<T>/probe_set.pt            auto: the probe prompts drawn from the mistake pool, deleted at SELECT
     fork_<T>/guide/actor/            θ_{T+Δ}, kept until the rollback is done
     fork_<T>/samples/                every sampled guide response (correct or not) with the guide's top-k log-probs,
                                      for V; deleted after the rollback measured it
@@ -129,8 +130,10 @@ class ForkEngine(Protocol):
         data position), yielding ``(batch_index, {prompt_key: guides})`` as each batch finishes. What V needs of the
         sampled responses (all of them, correct or not) goes to ``samples_dir``."""
 
-    def probe_candidate(self, checkpoint: Path, samples_dir: Path) -> float:
-        """AutoNPO: load the candidate weights, sample the probe prompts, store what V needs; returns Q."""
+    def probe_candidate(self, checkpoint: Path, samples_dir: Path, probe_set: Path) -> float:
+        """AutoNPO: load the candidate weights, sample the probe prompts, store what V needs; returns Q. The probe
+        prompts are drawn once per fork and frozen in ``probe_set``, so every candidate (and a resumed probe) sees
+        the same prompts."""
 
     def variance_cost(self, samples_dir: Path) -> float:
         """V of the responses stored in ``samples_dir`` under the actor's current weights (NaN when there are none)."""
@@ -187,6 +190,9 @@ class ForkManager:
 
     def probe_dir(self, iv: Intervention, delta: int) -> Path:
         return self.fork_dir(iv) / f"probe_{delta:04d}"
+
+    def probe_set_path(self, iv: Intervention) -> Path:
+        return self.fork_dir(iv) / "probe_set.pt"
 
     # --- queries -----------------------------------------------------------------------------------------------
 
@@ -299,7 +305,9 @@ class ForkManager:
                     if delta in done:
                         continue
                     with _timed(metrics, "npo/time/probe_s"):
-                        q = engine.probe_candidate(self.candidate_dir(iv, delta), self.probe_dir(iv, delta))
+                        q = engine.probe_candidate(
+                            self.candidate_dir(iv, delta), self.probe_dir(iv, delta), self.probe_set_path(iv)
+                        )
                     self._persist(replace(self.state, probed=(*self.state.probed, (delta, q))))
                 self._persist(replace(self.state, phase=Phase.SELECT))
             elif state.phase == Phase.SELECT:
@@ -374,6 +382,7 @@ class ForkManager:
         for delta in state.candidates:
             shutil.rmtree(self.candidate_dir(iv, delta), ignore_errors=True)
             shutil.rmtree(self.probe_dir(iv, delta), ignore_errors=True)
+        self.probe_set_path(iv).unlink(missing_ok=True)
         self._persist(ForkState(Phase.COLLECT if decision.delta else Phase.ROLLBACK, chosen, 0))
 
     def _measure_v(self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float]) -> float | None:
@@ -426,7 +435,10 @@ class ForkManager:
         for fork in self.state_dir.glob("fork_*"):
             for stale in ("snapshot", "guide", "samples", "candidate_*", "probe_*"):
                 for path in fork.glob(stale):
-                    shutil.rmtree(path, ignore_errors=True)
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
 
 
 def _require_checkpoint(path: Path, what: str, needs_data: bool = True) -> None:

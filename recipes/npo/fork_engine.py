@@ -191,10 +191,10 @@ class VerlForkEngine:
 
     # --- AutoNPO probing ------------------------------------------------------------------------------------------
 
-    def probe_candidate(self, checkpoint: Path, samples_dir: Path) -> float:
+    def probe_candidate(self, checkpoint: Path, samples_dir: Path, probe_set: Path) -> float:
         """Q of the candidate θ_{T+Δ} on the fork's probe set; its samples are stored for V."""
         npo = self.trainer.npo
-        probe = self._probe_set(checkpoint.parent / PROBE_SET_FILE)
+        probe = self._probe_set(probe_set)
         if not probe:
             return float("nan")
         self.load_guide_checkpoint(checkpoint)
@@ -222,7 +222,6 @@ AUTO_STATE_FILE = "npo_auto.pt"
 V_SAMPLE_TENSORS = ("input_ids", "attention_mask", "position_ids", "prompts", "responses", "response_mask")
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
 GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
-PROBE_SET_FILE = "probe_set.pt"
 
 
 def _object_array(values: list) -> np.ndarray:

@@ -8,7 +8,11 @@ run with the .venv-vllm interpreter).
     python tests/integration/npo_cpu_probe.py DEMO_DIR REPORT.json [--config NAME] [--die-at WHERE] [overrides]
 
 ``--die-at`` kills the run (exit 3) at ``lookahead:STEP`` / ``guided:STEP`` / ``idle:STEP`` (before that step's
-update) or at ``collect:BATCH`` (before that window batch is sampled). At every rollback the probe keeps copies of the
+update), at ``collect:BATCH`` (before that window batch is sampled) or at ``probe:I`` (before AutoNPO probes its I-th
+candidate, counted from 0 in this process). Every step's ``npo/*`` metrics are recorded, and so is every probed
+candidate directory. ``--check-topk`` also compares, on the first training batch, the actor's log-probs of the
+sampled tokens from the top-k forward V uses with verl's own π_old, and scores every stored guide sample file under
+the weights that sampled it (V must then be 1). At every rollback the probe keeps copies of the
 snapshot and the guide checkpoint and saves the restored actor next to them (``probe_rollback/``), for comparing
 optimizer, LR and RNG state. ``--stale-check`` also scores the first step after a rollback with the guide weights.
 """
@@ -41,6 +45,7 @@ import recipes.npo  # noqa: E402
 from npo_ext.injection import IS_GUIDE  # noqa: E402
 from recipes.npo.main_npo import NPOTaskRunner  # noqa: E402
 from recipes.npo.npo_ray_trainer import RayNPOTrainer  # noqa: E402
+from recipes.npo.topk_forward import actor_log_probs_at  # noqa: E402
 
 
 class Killed(SystemExit):
@@ -81,7 +86,21 @@ def rollout_vs_actor(batch, old_log_probs) -> dict:
     }
 
 
-def make_recording_trainer(report: dict, die_at: tuple[str, int] | None, rollback_dir: Path | None):
+def topk_alignment(trainer: RayNPOTrainer, batch) -> float:
+    """Max |π(sampled token)| difference: top-k forward (ids = the sampled tokens) vs verl's π_old.
+
+    In probability space, because verl's π_old comes from bf16 logits (a few per cent of a log-prob far in the tail)
+    while the top-k forward takes the log-softmax in float32; a shifted position would differ by tenths."""
+    sequences = batch.select(batch_keys=["input_ids", "attention_mask", "position_ids", "prompts", "responses",
+                                         "response_mask"])  # fmt: skip
+    given = actor_log_probs_at(trainer, sequences, batch.batch["responses"].unsqueeze(-1)).squeeze(-1)
+    mask = batch.batch["response_mask"].bool()
+    return float((given.exp() - batch.batch["old_log_probs"].exp()).abs()[mask].max())
+
+
+def make_recording_trainer(
+    report: dict, die_at: tuple[str, int] | None, rollback_dir: Path | None, check_topk: bool = False
+):
     class RecordingTrainer(RayNPOTrainer):
         probe = None
         stale_check_pending = False
@@ -107,6 +126,8 @@ def make_recording_trainer(report: dict, die_at: tuple[str, int] | None, rollbac
             return {"stale_mean_prob_diff": float(prob_gap(batch, stale.batch["old_log_probs"]).mean())}
 
         def _update_actor(self, batch):
+            if check_topk and "topk_alignment" not in report:
+                report["topk_alignment"] = topk_alignment(self, batch)
             label = self.fork_manager.phase.value
             if die_at == (label, self.global_steps):
                 report["died_at"] = [label, self.global_steps]
@@ -126,7 +147,10 @@ def make_recording_trainer(report: dict, die_at: tuple[str, int] | None, rollbac
                     **self._rollout_check,
                 }
             )
-            return super()._update_actor(batch)
+            output = super()._update_actor(batch)
+            metrics = output.meta_info["metrics"]
+            report["metrics"].append({k: float(v) for k, v in metrics.items() if k.startswith("npo/")})
+            return output
 
         def _load_checkpoint(self):
             result = super()._load_checkpoint()
@@ -138,7 +162,7 @@ def make_recording_trainer(report: dict, die_at: tuple[str, int] | None, rollbac
 
 
 def record_fork_engine(
-    trainer, report: dict, demo_dir: Path, die_at: tuple[str, int] | None, stale_check: bool
+    trainer, report: dict, demo_dir: Path, die_at: tuple[str, int] | None, stale_check: bool, check_topk: bool
 ) -> None:
     engine = trainer.fork_engine
 
@@ -178,8 +202,25 @@ def record_fork_engine(
         report["collected_batches"] = index + 1
         return collect_batch(*args, **kwargs)
 
+    probe_candidate, store_v_samples = engine.probe_candidate, engine._store_v_samples
+
+    def recorded_probe_candidate(checkpoint, samples_dir, probe_set):
+        index = len(report["probed"])
+        if die_at == ("probe", index):
+            report["died_at"] = ["probe", index]
+            raise Killed(3)
+        report["probed"].append(checkpoint.name)
+        return probe_candidate(checkpoint, samples_dir, probe_set)
+
+    def recorded_store_v_samples(output, path, rows):
+        store_v_samples(output, path, rows)
+        if check_topk and path.exists():  # the weights that sampled the guides score them: V = 1
+            report.setdefault("self_v", []).append(engine.variance_cost(path.parent))
+
     engine.rollback = recorded_rollback
     engine._collect_batch = recorded_collect_batch
+    engine.probe_candidate = recorded_probe_candidate
+    engine._store_v_samples = recorded_store_v_samples
 
 
 def parse_die_at(value: str | None) -> tuple[str, int] | None:
@@ -196,6 +237,7 @@ def main() -> None:
     parser.add_argument("--config", default="npo_cpu_demo")
     parser.add_argument("--die-at")
     parser.add_argument("--stale-check", action="store_true", help="after a rollback, score the batch with θ_{T+Δ}")
+    parser.add_argument("--check-topk", action="store_true", help="check the top-k forward against verl's π_old")
     args, overrides = parser.parse_known_args()
     die_at = parse_die_at(args.die_at)
     os.environ["NPO_DEMO_DIR"] = str(args.demo_dir.absolute())
@@ -204,13 +246,14 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
         config = compose(config_name=args.config, overrides=overrides)
 
-    report: dict = {"steps": [], "log_prob_sums": {}}
+    report: dict = {"steps": [], "log_prob_sums": {}, "metrics": [], "probed": []}
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
         rollback_dir = args.demo_dir / "probe_rollback"
-        trainer = NPOTaskRunner().build_trainer(config, make_recording_trainer(report, die_at, rollback_dir))
+        recording = make_recording_trainer(report, die_at, rollback_dir, args.check_topk)
+        trainer = NPOTaskRunner().build_trainer(config, recording)
         trainer.init_workers()
-        record_fork_engine(trainer, report, args.demo_dir, die_at, args.stale_check)
+        record_fork_engine(trainer, report, args.demo_dir, die_at, args.stale_check, args.check_topk)
         trainer.fit()
     except Killed:
         report["killed"] = True

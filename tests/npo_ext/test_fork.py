@@ -86,7 +86,7 @@ class ToyTrainer:
     # the toy's Q and V of a candidate guide θ_{T+Δ}: S = Q / V peaks at Δ = 2
     TOY_Q = {1: 0.2, 2: 0.6, 3: 0.7}
 
-    def probe_candidate(self, checkpoint, samples_dir):
+    def probe_candidate(self, checkpoint, samples_dir, probe_set):
         self._read(checkpoint, with_data=False)
         delta = len(self.weights) - self.manager.state.intervention.at_step
         if self.kill(("probe", delta), self):
@@ -302,7 +302,7 @@ def test_auto_probes_every_candidate_and_guides_with_the_argmax_of_s(auto_refere
     assert json.loads(weights[1][1]) == [2, 1]
     assert [key for key, _ in weights] == [batch_at(i) for i in range(TOTAL_STEPS)]
     fork = trainer.root / "npo" / "fork_000000"
-    assert not list(fork.glob("candidate_*")) and not list(fork.glob("probe_*")), "candidates deleted at SELECT"
+    assert not list(fork.glob("candidate_*")) and not list(fork.glob("probe*")), "candidates deleted at SELECT"
     assert trainer.auto.interventions_done == 1 and trainer.auto.last_window_end == 2
 
 
