@@ -1,0 +1,153 @@
+"""The paper's Figure 2 as a command: Q(Δ), V(Δ) and S(Δ) of near-future guides, from a run's saved checkpoints.
+
+    python -m npo_ext.probe --checkpoints DIR --anchor T --deltas 10,20,40 --prompts FILE [--k 8] [--out DIR]
+                            [--device cpu|cuda] [--config-name NAME] [hydra overrides of the run...]
+
+θ_T (``DIR/global_step_T``) samples k responses per prompt: the prompts it fails (all k wrong) are where Q is
+measured. Each θ_{T+Δ} samples k responses per prompt; Q(Δ) is its pass@min(q_k, k) on those prompts and V(Δ) the
+per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples (top-k, as in training). S = Q / V, and Δ* follows the
+trainer's rule (``npo_ext.delta_selection``). Writes ``probe.csv`` and ``probe.png`` under ``--out``.
+
+Loading checkpoints and sampling is the backend's job (``--backend``, default the verl recipe's, which samples
+through the same rollout the trainer uses); this module only orders the work and does the arithmetic, so it stays
+free of any engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from npo_ext.delta_selection import Candidate, Decision, select_delta
+from npo_ext.signals import estimate_q
+
+DEFAULT_BACKEND = "recipes.npo.probe_backend"
+
+
+class ProbeBackend(Protocol):
+    """Loads checkpoints of one run and samples the probe prompts with them."""
+
+    def load(self, step: int) -> None:
+        """Make θ_step the policy that samples and scores."""
+
+    def sample(self, k: int, samples_dir: Path | None) -> np.ndarray:
+        """k responses per prompt from the loaded policy; returns the verified-correct count per prompt and, with
+        ``samples_dir``, stores what V needs of the responses there."""
+
+    def variance_cost(self, samples_dir: Path) -> float:
+        """V of the responses in ``samples_dir`` under the loaded policy."""
+
+
+def probe(backend: ProbeBackend, anchor: int, deltas: Sequence[int], k: int, q_k: int, work: Path) -> list[Candidate]:
+    """Q, V and S for each Δ, with a progress bar over the 1 + 2·len(deltas) policy passes."""
+    with tqdm(total=1 + 2 * len(deltas), desc="probe", unit="pass") as bar:
+        backend.load(anchor)
+        anchor_correct = backend.sample(k, None)
+        bar.update()
+        correct: dict[int, np.ndarray] = {}
+        for delta in deltas:
+            backend.load(anchor + delta)
+            correct[delta] = backend.sample(k, work / f"samples_{delta}")
+            bar.update()
+        backend.load(anchor)
+        rows = []
+        for delta in deltas:
+            q = estimate_q(anchor_correct / k, np.full(len(anchor_correct), k), correct[delta], k=min(q_k, k))
+            rows.append(Candidate(delta, q, backend.variance_cost(work / f"samples_{delta}")))
+            bar.update()
+    return rows
+
+
+def write_csv(rows: Sequence[Candidate], decision: Decision, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["delta", "q", "v", "s", "chosen"])
+        for row in rows:
+            writer.writerow([row.delta, row.q, row.v, row.s, int(row.delta == decision.delta)])
+
+
+def plot(rows: Sequence[Candidate], decision: Decision, path: Path, title: str) -> None:
+    """Three panels, Q, V and S against Δ, with Δ* marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    deltas = [r.delta for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, name, label in zip(axes, "qvs", ("Q (strong enough)", "V (close enough)", "S = Q / V"), strict=True):
+        ax.plot(deltas, [getattr(r, name) for r in rows], marker="o")
+        if decision.delta is not None:
+            ax.axvline(decision.delta, color="tab:red", linestyle="--", label=f"Δ* = {decision.delta}")
+            ax.legend()
+        ax.set_xlabel("Δ (look-ahead steps)")
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m npo_ext.probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", type=Path, required=True, help="the run's trainer.default_local_dir")
+    parser.add_argument("--anchor", type=int, required=True, help="T: the step whose policy is the current one")
+    parser.add_argument("--deltas", required=True, help="comma-separated look-ahead distances, e.g. 10,20,40")
+    parser.add_argument("--prompts", type=Path, required=True, help="verl parquet of the prompts to probe on")
+    parser.add_argument("--k", type=int, default=8, help="samples per prompt and policy (default 8)")
+    parser.add_argument("--q-k", type=int, default=4, help="Q is pass@min(q_k, k), as npo.q_k (default 4)")
+    parser.add_argument("--out", type=Path, default=Path("probe_out"), help="where probe.csv and probe.png go")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
+    parser.add_argument("--config-name", default="npo_trainer", help="the run's recipe config (recipes/npo/config)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, help="module with create(args, overrides)")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        args.deltas = sorted({int(d) for d in args.deltas.split(",") if d.strip()})
+    except ValueError:
+        parser.error(f"--deltas must be comma-separated integers, got {args.deltas!r}")
+    if not args.deltas or min(args.deltas) < 1:
+        parser.error("--deltas needs at least one distance >= 1")
+    if args.k < 1 or args.q_k < 1:
+        parser.error("--k and --q-k must be >= 1")
+    for step in (args.anchor, *(args.anchor + d for d in args.deltas)):
+        folder = args.checkpoints / f"global_step_{step}" / "actor"
+        if not folder.is_dir():
+            parser.error(f"no checkpoint for step {step}: {folder} (save with trainer.save_freq dividing every step)")
+    if not args.prompts.is_file():
+        parser.error(f"--prompts: no such file {args.prompts}")
+    return args, overrides
+
+
+def main(argv: Sequence[str] | None = None) -> list[Candidate]:
+    args, overrides = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    backend = importlib.import_module(args.backend).create(args, overrides)
+    try:
+        rows = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    decision = select_delta(rows)
+    write_csv(rows, decision, args.out / "probe.csv")
+    plot(
+        rows,
+        decision,
+        args.out / "probe.png",
+        f"near-future guides of θ_{args.anchor} ({args.prompts.name}, k={args.k})",
+    )
+    for row in rows:
+        s = "nan" if math.isnan(row.s) else f"{row.s:.4g}"
+        print(f"delta={row.delta} Q={row.q:.4g} V={row.v:.4g} S={s}")
+    print(f"delta*={decision.delta} ({decision.reason}); wrote {args.out / 'probe.csv'} and {args.out / 'probe.png'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The verl side of ``python -m npo_ext.probe``: the run's own trainer, used only to load checkpoints, sample through
+its rollout (vLLM on GPU, the in-worker transformers rollout on CPU) and run the top-k forward V needs. No training.
+
+verl picks its platform when it is first imported, so :func:`create` sets the CPU platform up (as
+``scripts/run_npo.sh --local`` does) before importing anything of verl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CPU_ENV = {
+    "VERL_USE_EXTERNAL_MODULES": "recipes.cpu.platform",
+    "VERL_PLATFORM": "cpu",
+    "VERL_ENGINE_DEVICE": "cuda",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+}
+
+
+class VerlProbeBackend:
+    """``npo_ext.probe.ProbeBackend`` over a :class:`RayNPOTrainer` built from the run's recipe config."""
+
+    def __init__(self, trainer: Any, checkpoints: Path, prompts: Path) -> None:
+        from verl.trainer.ppo.utils import create_rl_dataset
+        from verl.utils.dataset.rl_dataset import collate_fn
+
+        self.trainer, self.checkpoints = trainer, checkpoints
+        dataset = create_rl_dataset(
+            [str(prompts)], trainer.config.data, trainer.tokenizer, trainer.processor, is_train=False
+        )
+        self.batch_dict = collate_fn([dataset[i] for i in range(len(dataset))])
+        trainer.global_steps = 1
+
+    def load(self, step: int) -> None:
+        self.trainer.fork_engine.load_guide_checkpoint(self.checkpoints / f"global_step_{step}")
+
+    def sample(self, k: int, samples_dir: Path | None) -> np.ndarray:
+        from verl import DataProto
+
+        batch = DataProto.from_single_dict(self.batch_dict)
+        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+        engine = self.trainer.fork_engine
+        output = engine._sample(self.trainer._get_gen_batch(batch), k)
+        if samples_dir is not None:
+            engine._store_v_samples(output, samples_dir / "batch_00000.pt", len(output))
+        npo = self.trainer.npo
+        acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(batch), k)
+        return (acc >= npo.guide_min_acc).sum(-1)
+
+    def variance_cost(self, samples_dir: Path) -> float:
+        return self.trainer.fork_engine.variance_cost(samples_dir)
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+
+
+def create(args: argparse.Namespace, overrides: list[str]) -> VerlProbeBackend:
+    """Compose the run's config, start Ray and the workers, and wrap them."""
+    if args.device == "cpu":
+        for key, value in CPU_ENV.items():
+            os.environ.setdefault(key, value)
+    import ray
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
+
+    import recipes.npo
+    from recipes.npo.main_npo import NPOTaskRunner
+
+    config_dir = Path(recipes.npo.__file__).parent / "config"
+    fixed = ["trainer.resume_mode=disable", f"trainer.default_local_dir={args.out.absolute() / 'trainer'}"]
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        config = compose(config_name=args.config_name, overrides=[*overrides, *fixed])
+    # as verl's run_ppo starts Ray: the recipe's ray_init, on top of verl's default runtime environment
+    ray_init = OmegaConf.to_container(config.ray_kwargs.get("ray_init", {}), resolve=True)
+    ray_init["runtime_env"] = OmegaConf.to_container(
+        OmegaConf.merge(get_ppo_ray_runtime_env(config), ray_init.get("runtime_env") or {})
+    )
+    ray.init(**ray_init)
+    trainer = NPOTaskRunner().build_trainer(config)
+    trainer.init_workers()
+    return VerlProbeBackend(trainer, args.checkpoints.absolute(), args.prompts)

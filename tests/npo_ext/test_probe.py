@@ -1,0 +1,97 @@
+"""``python -m npo_ext.probe`` with a fake backend: the order of work, the arithmetic, the CSV and the PNG.
+
+The checkpoint-loading backend of the verl recipe is exercised by tests/integration/test_probe_cpu.py.
+"""
+
+import csv
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from npo_ext import probe as probe_cli
+
+PROMPTS = 4
+
+
+class FakeBackend:
+    """Policies are checkpoint steps. θ_10 fails prompts 0-2 and solves prompt 3; θ_{10+Δ} solves min(Δ, 3) of the
+    failed prompts in every sample; V = 1 + 0.05 Δ² (the distance between sampler and scorer)."""
+
+    def __init__(self):
+        self.step = None
+        self.calls = []
+
+    def load(self, step):
+        self.step = step
+        self.calls.append(("load", step))
+
+    def sample(self, k, samples_dir):
+        self.calls.append(("sample", self.step))
+        if samples_dir is not None:
+            samples_dir.mkdir(parents=True)
+            (samples_dir / "policy").write_text(str(self.step))
+        solved = 0 if self.step == 10 else min(self.step - 10, 3)
+        return np.array([k if i < solved else 0 for i in range(PROMPTS - 1)] + [k])
+
+    def variance_cost(self, samples_dir):
+        sampler = int((samples_dir / "policy").read_text())
+        return 1.0 + 0.05 * (sampler - self.step) ** 2
+
+
+def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
+    backend = FakeBackend()
+    rows = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    assert [(r.delta, r.q) for r in rows] == [(1, 1 / 3), (2, 2 / 3), (4, 1.0)]
+    assert [r.v for r in rows] == pytest.approx([1.05, 1.2, 1.8])
+    # θ_T first, then each candidate samples, then θ_T scores every candidate's samples
+    assert backend.calls[:2] == [("load", 10), ("sample", 10)]
+    assert backend.calls[-1] == ("load", 10)
+    assert [c for c in backend.calls if c[0] == "sample"] == [("sample", s) for s in (10, 11, 12, 14)]
+
+
+@pytest.fixture
+def fake_backend_module(monkeypatch):
+    module = types.ModuleType("fake_probe_backend")
+    module.create = lambda args, overrides: FakeBackend()
+    monkeypatch.setitem(sys.modules, "fake_probe_backend", module)
+    return "fake_probe_backend"
+
+
+def make_run(tmp_path, steps):
+    for step in steps:
+        (tmp_path / "ckpt" / f"global_step_{step}" / "actor").mkdir(parents=True)
+    prompts = tmp_path / "prompts.parquet"
+    prompts.write_bytes(b"")
+    return ["--checkpoints", str(tmp_path / "ckpt"), "--prompts", str(prompts), "--out", str(tmp_path / "out")]
+
+
+def test_main_writes_csv_and_png_with_the_interior_optimum_marked(tmp_path, fake_backend_module, capsys):
+    args = make_run(tmp_path, [10, 11, 12, 14])
+    rows = probe_cli.main([*args, "--anchor", "10", "--deltas", "4,1,2", "--k", "4", "--backend", fake_backend_module])
+    # S = 0.317, 0.556, 0.556: the tie goes to the smaller Δ
+    with open(tmp_path / "out" / "probe.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["delta"]) for r in table] == [1, 2, 4]
+    assert [int(r["chosen"]) for r in table] == [0, 1, 0]
+    assert all(math.isfinite(float(r["s"])) for r in table)
+    assert float(table[1]["s"]) == pytest.approx(rows[1].q / rows[1].v)
+    png = (tmp_path / "out" / "probe.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "delta*=2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--anchor", "10", "--deltas", "1,3"], "no checkpoint for step 13"),
+        (["--anchor", "10", "--deltas", "0"], "at least one distance >= 1"),
+        (["--anchor", "10", "--deltas", "one"], "comma-separated integers"),
+    ],
+)
+def test_bad_arguments_name_what_is_missing(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        probe_cli.main([*make_run(tmp_path, [10, 11]), *extra])
+    assert message in capsys.readouterr().err
