@@ -1,6 +1,6 @@
 """``python -m npo_ext.probe`` with a fake backend: the order of work, the arithmetic, the CSV and the PNG.
 
-The checkpoint-loading backend of the verl recipe is exercised by tests/integration/test_probe_cpu.py.
+The verl backend (recipes/npo/probe_backend.py) has no automated test yet; it was run by hand on the CPU demo.
 """
 
 import csv
