@@ -32,7 +32,7 @@ from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
 from npo_ext.signals import chi2_second_moment_topk, estimate_q
-from recipes.npo.topk_forward import actor_log_probs_at, actor_topk
+from recipes.npo.topk_forward import SEQUENCE_TENSORS, actor_log_probs_at, actor_topk
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -115,7 +115,7 @@ class VerlForkEngine:
             if index >= first_batch:
                 yield index, self._collect_batch(batch_dict, guide_step, samples_dir / f"batch_{index:05d}.pt", v_rows)
 
-    def _sample(self, gen_batch: DataProto, n: int) -> DataProto:
+    def sample(self, gen_batch: DataProto, n: int) -> DataProto:
         """``n`` responses per prompt from the actor's current weights (the replicas are woken with them, then put
         back to sleep so the actor can run its own forward)."""
         trainer = self.trainer
@@ -136,11 +136,11 @@ class VerlForkEngine:
     ) -> dict[str, PromptGuides]:
         trainer, npo = self.trainer, self.trainer.npo
         batch = DataProto.from_single_dict(batch_dict)
-        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+        batch.non_tensor_batch["uid"] = new_uids(len(batch))
         keys = trainer.prompt_keys(batch.non_tensor_batch)
         check_one_prompt_per_key(keys, batch.non_tensor_batch["uid"], npo.prompt_key)
-        output = self._sample(trainer._get_gen_batch(batch), npo.guide_n)
-        self._store_v_samples(output, samples_path, v_rows)
+        output = self.sample(trainer._get_gen_batch(batch), npo.guide_n)
+        self.store_v_samples(output, samples_path, v_rows)
 
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64)
         scores = output.batch["rm_scores"].sum(-1).tolist()
@@ -159,28 +159,25 @@ class VerlForkEngine:
 
     # --- V: the guide's top-k now, the current policy's log-probs on those ids after the rollback --------------------
 
-    def _store_v_samples(self, output: DataProto, path: Path, rows: int) -> None:
+    def store_v_samples(self, output: DataProto, path: Path, rows: int) -> None:
         """Keep the first ``rows`` sampled responses (correct or not) with the actor's top-k log-probs on them."""
         if rows <= 0:
             return
         sample = output[: min(rows, len(output))]
         sample = sample.select(
-            batch_keys=list(V_SAMPLE_TENSORS),
+            batch_keys=list(SEQUENCE_TENSORS),
             non_tensor_batch_keys=[k for k in V_SAMPLE_NON_TENSORS if k in sample.non_tensor_batch],
         )
         ids, log_probs = actor_topk(self.trainer, sample, self.trainer.npo.v_topk)
         sample.batch[GUIDE_TOPK_IDS], sample.batch[GUIDE_TOPK_LOG_PROBS] = ids, log_probs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        sample.save_to_disk(tmp)
-        tmp.replace(path)
+        atomic_torch_save(sample, path)
 
     def variance_cost(self, samples_dir: Path) -> float:
         """Token-weighted V over every stored sample file, under the actor's current weights."""
         self._sleep_rollout()
         weighted = tokens = 0.0
         for path in sorted(samples_dir.glob("batch_*.pt")):
-            sample = DataProto.load_from_disk(path)
+            sample = torch.load(path, weights_only=False)
             current = actor_log_probs_at(self.trainer, sample, sample.batch[GUIDE_TOPK_IDS])
             mask = sample.batch["response_mask"]
             count = float(mask.sum())
@@ -200,10 +197,10 @@ class VerlForkEngine:
         self.load_guide_checkpoint(checkpoint)
         payloads = [m.payload for m in probe]
         non_tensors = {key: _object_array([p[key] for p in payloads]) for key in payloads[0]}
-        non_tensors["uid"] = _object_array([str(uuid.uuid4()) for _ in payloads])
+        non_tensors["uid"] = new_uids(len(payloads))
         k = npo.auto.probe_k
-        output = self._sample(DataProto.from_dict(non_tensors=non_tensors), k)
-        self._store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
+        output = self.sample(DataProto.from_dict(non_tensors=non_tensors), k)
+        self.store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(probe), k)
         correct = (acc >= npo.guide_min_acc).sum(-1)
         # every probe prompt was failed by the current policy (below the gate): Q is the candidate's pass@k there
@@ -219,9 +216,13 @@ class VerlForkEngine:
 
 
 AUTO_STATE_FILE = "npo_auto.pt"
-V_SAMPLE_TENSORS = ("input_ids", "attention_mask", "position_ids", "prompts", "responses", "response_mask")
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
 GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
+
+
+def new_uids(count: int) -> np.ndarray:
+    """Fresh group ids for ``count`` prompts, as verl's fit() assigns them."""
+    return np.array([str(uuid.uuid4()) for _ in range(count)], dtype=object)
 
 
 def _object_array(values: list) -> np.ndarray:

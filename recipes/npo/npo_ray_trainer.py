@@ -218,7 +218,7 @@ class RayNPOTrainer(RayPPOTrainer):
         if not lookahead:  # look-ahead steps are logged under npo/lookahead/* by verl's own keys
             onpolicy = on_policy_metrics(output, self.npo.acc_key)
             self._pending_metrics.update(onpolicy)
-            self._onpolicy_score = onpolicy.get("npo/onpolicy/score_mean")
+            self._onpolicy_score = onpolicy["npo/onpolicy/score_mean"]
         generated_by_current = not lookahead or self.global_steps == self.fork_manager.state.intervention.at_step + 1
         if self.auto is not None and generated_by_current:
             self.auto.observe_prompts(self.global_steps, self._group_accuracies(prompts, output))

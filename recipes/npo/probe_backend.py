@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,14 @@ class VerlProbeBackend:
     def sample(self, k: int, samples_dir: Path | None) -> np.ndarray:
         from verl import DataProto
 
+        from recipes.npo.fork_engine import new_uids
+
         batch = DataProto.from_single_dict(self.batch_dict)
-        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+        batch.non_tensor_batch["uid"] = new_uids(len(batch))
         engine = self.trainer.fork_engine
-        output = engine._sample(self.trainer._get_gen_batch(batch), k)
+        output = engine.sample(self.trainer._get_gen_batch(batch), k)
         if samples_dir is not None:
-            engine._store_v_samples(output, samples_dir / "batch_00000.pt", len(output))
+            engine.store_v_samples(output, samples_dir / "batch_00000.pt", len(output))
         npo = self.trainer.npo
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(batch), k)
         return (acc >= npo.guide_min_acc).sum(-1)

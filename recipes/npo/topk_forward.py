@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 GIVEN_IDS, GIVEN_LOG_PROBS = "teacher_ids", "teacher_logprobs"  # the keys verl packs per position
 TOPK_K = "npo_topk_k"
 ID_KEY, LOG_PROB_KEY = "npo_topk_id_{}", "npo_topk_log_prob_{}"
-MAX_EXACT_ID = 2**24  # ids travel as float32 per-token values, exact below this
+MAX_EXACT_ID = 2**24
+SEQUENCE_TENSORS = (
+    "input_ids",
+    "attention_mask",
+    "position_ids",
+    "prompts",
+    "responses",
+    "response_mask",
+)  # ids travel as float32 per-token values, exact below this
 
 
 class TopKCapture:
@@ -65,23 +73,23 @@ class TopKCapture:
 def _forward(trainer: RayNPOTrainer, batch: DataProto, k: int, given_ids: torch.Tensor | None) -> dict[str, Any]:
     """One actor forward over ``batch`` (padded to the worker count); returns the per-token outputs, unpadded."""
     size = len(batch)
-    batch, _ = pad_dataproto_to_divisor(batch, trainer.actor_rollout_wg.world_size)
-    tensors = {key: batch.batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
-    tensors.update({key: batch.batch[key] for key in ("prompts", "responses", "response_mask")})
+    tensors = {key: batch.batch[key] for key in SEQUENCE_TENSORS}
     if given_ids is not None:
         # response token t is predicted at sequence position prompt_width - 1 + t (prompts are left-padded)
-        full = torch.zeros((len(batch), tensors["input_ids"].shape[1], k))
+        full = torch.zeros((size, tensors["input_ids"].shape[1], k), dtype=torch.long)
         start = tensors["prompts"].shape[1] - 1
-        padded_ids = torch.cat([given_ids, given_ids[: len(batch) - size]]) if len(batch) > size else given_ids
-        full[:, start : start + padded_ids.shape[1]] = padded_ids.float()
-        tensors[GIVEN_IDS] = full.long()
-        tensors[GIVEN_LOG_PROBS] = torch.zeros_like(full)
+        full[:, start : start + given_ids.shape[1]] = given_ids
+        tensors[GIVEN_IDS] = full
+        tensors[GIVEN_LOG_PROBS] = torch.zeros(full.shape)
     non_tensors = {key: batch.non_tensor_batch[key] for key in ("multi_modal_inputs",) if key in batch.non_tensor_batch}
-    meta = {
+    padded, _ = pad_dataproto_to_divisor(
+        DataProto.from_dict(tensors=tensors, non_tensors=non_tensors), trainer.actor_rollout_wg.world_size
+    )
+    padded.meta_info = {
         "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
-        "global_token_num": tensors["attention_mask"].sum(-1).tolist(),
+        "global_token_num": padded.batch["attention_mask"].sum(-1).tolist(),
     }
-    data = DataProto.from_dict(tensors=tensors, non_tensors=non_tensors, meta_info=meta).to_tensordict()
+    data = padded.to_tensordict()
     data = left_right_2_no_padding(data)
     tu.assign_non_tensor(
         data,

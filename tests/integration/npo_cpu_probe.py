@@ -202,7 +202,7 @@ def record_fork_engine(
         report["collected_batches"] = index + 1
         return collect_batch(*args, **kwargs)
 
-    probe_candidate, store_v_samples = engine.probe_candidate, engine._store_v_samples
+    probe_candidate, store_v_samples = engine.probe_candidate, engine.store_v_samples
 
     def recorded_probe_candidate(checkpoint, samples_dir, probe_set):
         index = len(report["probed"])
@@ -220,7 +220,7 @@ def record_fork_engine(
     engine.rollback = recorded_rollback
     engine._collect_batch = recorded_collect_batch
     engine.probe_candidate = recorded_probe_candidate
-    engine._store_v_samples = recorded_store_v_samples
+    engine.store_v_samples = recorded_store_v_samples
 
 
 def parse_die_at(value: str | None) -> tuple[str, int] | None:

@@ -172,6 +172,19 @@ def test_uninterrupted_run_applies_guides_only_in_windows(reference):
     assert not list((trainer.root / "npo").glob("fork_*/snapshot")), "snapshots are deleted after rollback"
 
 
+def kill_once(point):
+    """A kill callback that fires at the first event matching ``point``, and the list of events it fired at."""
+    fired = []
+
+    def kill(event, trainer):
+        if not fired and point(event, trainer):
+            fired.append(event)
+            return True
+        return False
+
+    return kill, fired
+
+
 KILL_POINTS = {
     "idle": lambda e, t: e == ("step", Phase.IDLE, 2),
     "lookahead": lambda e, t: e == ("step", Phase.LOOKAHEAD, 4),
@@ -189,16 +202,9 @@ KILL_POINTS = {
 @pytest.mark.parametrize("kill_point", sorted(KILL_POINTS))
 def test_killed_in_any_phase_resumes_to_the_same_model(tmp_path, reference, kill_point):
     expected, _ = reference
-    fired = []
-
-    def kill_once(event, trainer):
-        if not fired and KILL_POINTS[kill_point](event, trainer):
-            fired.append(event)
-            return True
-        return False
-
+    kill, fired = kill_once(KILL_POINTS[kill_point])
     with pytest.raises(Killed):
-        ToyTrainer(tmp_path, kill=kill_once).run()
+        ToyTrainer(tmp_path, kill=kill).run()
     assert fired
     resumed = ToyTrainer(tmp_path).run()
     assert resumed == expected
@@ -340,16 +346,9 @@ AUTO_KILL_POINTS = {
 @pytest.mark.parametrize("kill_point", sorted(AUTO_KILL_POINTS))
 def test_auto_killed_in_any_phase_resumes_to_the_same_model(tmp_path, auto_reference, kill_point):
     expected, _ = auto_reference
-    fired = []
-
-    def kill_once(event, trainer):
-        if not fired and AUTO_KILL_POINTS[kill_point](event, trainer):
-            fired.append(event)
-            return True
-        return False
-
+    kill, fired = kill_once(AUTO_KILL_POINTS[kill_point])
     with pytest.raises(Killed):
-        ToyTrainer(tmp_path, kill=kill_once, auto=auto_controller()).run()
+        ToyTrainer(tmp_path, kill=kill, auto=auto_controller()).run()
     assert fired
     resumed = ToyTrainer(tmp_path, auto=auto_controller())
     assert resumed.run() == expected
