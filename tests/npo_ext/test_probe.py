@@ -1,6 +1,7 @@
 """``python -m npo_ext.probe`` with a fake backend: the order of work, the arithmetic, the CSV and the PNG.
 
-The verl backend (recipes/npo/probe_backend.py) has no automated test yet; it was run by hand on the CPU demo.
+The verl backend (recipes/npo/probe_backend.py) runs on real demo checkpoints in
+tests/integration/test_probe_cpu_e2e.py.
 """
 
 import csv

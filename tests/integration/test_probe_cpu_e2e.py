@@ -1,0 +1,94 @@
+"""``python -m npo_ext.probe`` with its real verl backend, on checkpoints saved by a real CPU demo run.
+
+The demo trains 3 plain steps (no intervention) saving every step; the probe then reloads θ_1, θ_2 and θ_3 through
+the trainer's own workers, samples with the in-worker rollout and scores with the top-k forward.
+"""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def files_and_sizes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    demo = tmp_path_factory.mktemp("probe_demo")
+    env = dict(os.environ, OUT_DIR=str(demo), PYTHON=sys.executable)
+    train = subprocess.run(
+        [
+            "bash",
+            "scripts/run_npo.sh",
+            "--local",
+            "npo.interventions=[]",
+            "trainer.total_training_steps=3",
+            "trainer.save_freq=1",
+            "trainer.max_actor_ckpt_to_keep=null",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    checkpoints = demo / "checkpoints"
+    before = files_and_sizes(checkpoints)
+    out = demo / "probe"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "npo_ext.probe",
+            f"--checkpoints={checkpoints}",
+            "--anchor=1",
+            "--deltas=1,2",
+            f"--prompts={demo / 'data' / 'train.parquet'}",
+            "--k=4",
+            "--device=cpu",
+            "--config-name=npo_cpu_demo",
+            f"--out={out}",
+        ],
+        cwd=ROOT,
+        env=dict(env, NPO_DEMO_DIR=str(demo)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout, before, files_and_sizes(checkpoints)
+
+
+def test_probe_writes_finite_q_v_s_for_every_delta(probed):
+    out, stdout, _, _ = probed
+    with open(out / "probe.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["delta"]) for r in rows] == [1, 2]
+    for row in rows:
+        q, v, s = (float(row[name]) for name in ("q", "v", "s"))
+        assert 0.0 <= q <= 1.0 and math.isfinite(v) and math.isfinite(s)
+        # θ_{1+Δ} has trained Δ steps past θ_1, so the χ² distance is positive (top-k V is a lower bound, >= 1)
+        assert v > 1.0
+        assert s == pytest.approx(q / v)
+    chosen = [int(r["delta"]) for r in rows if r["chosen"] == "1"]
+    best = max(rows, key=lambda r: float(r["s"]))
+    assert chosen == ([int(best["delta"])] if float(best["q"]) > 0 else [])
+    assert f"delta*={chosen[0] if chosen else None}" in stdout
+
+
+def test_probe_draws_a_png_and_leaves_the_checkpoints_alone(probed):
+    out, _, before, after = probed
+    assert (out / "probe.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert after == before
