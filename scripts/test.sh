@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Set up both CPU environments (if needed), lint, and run the whole test suite, slow tests included. The suite runs
-# in .venv; the vLLM-path tests (tests/integration/test_npo_vllm_cpu_e2e.py) start their runs with .venv-vllm.
+# in .venv (plus slurm-wlm, munge and shellcheck from apt); the vLLM-path tests
+# (tests/integration/test_npo_vllm_cpu_e2e.py) start their runs with .venv-vllm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_cpu.sh
 bash scripts/setup_cpu.sh --vllm
+# tests/slurm starts a real one-node Slurm (Debian's slurm-wlm + munge); shellcheck lints the launch scripts
+PACKAGES=(slurm-wlm munge shellcheck)
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v shellcheck >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq "${PACKAGES[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${PACKAGES[@]}" >/dev/null; }
+  else
+    echo "test.sh: install ${PACKAGES[*]} for the Slurm launcher tests (they are skipped without them)" >&2
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 NPO_VLLM_PYTHON="$(pwd)/.venv-vllm/bin/python" .venv/bin/python -m pytest "$@"

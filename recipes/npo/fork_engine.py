@@ -90,18 +90,22 @@ class VerlForkEngine:
         trainer = self.trainer
         if not trainer.npo.checkpoint_at_rollback or trainer.config.trainer.save_freq <= 0:
             return
-        fork_step = trainer.global_steps - 1
-        existing = trainer.checkpoint_folder(fork_step)
+        self.save_real_checkpoint(trainer.global_steps - 1)
+
+    def save_real_checkpoint(self, step: int) -> None:
+        """A verl checkpoint of the kept step ``step`` from a step boundary, with the current NPO state; if one exists
+        already (saved by ``save_freq``), only its NPO state is rewritten."""
+        trainer = self.trainer
+        existing = trainer.checkpoint_folder(step)
         if (existing / "actor").is_dir():
-            # θ_T was already saved as a real checkpoint before the fork: only its NPO state changes.
             trainer.write_checkpoint_state(existing)
             return
         self._sleep_rollout()
-        trainer.global_steps = fork_step  # _save_checkpoint names the folder after global_steps
+        trainer.global_steps = step  # _save_checkpoint names the folder after global_steps
         try:
             trainer._save_checkpoint()
         finally:
-            trainer.global_steps = fork_step + 1
+            trainer.global_steps = step + 1
 
     # --- guide collection ----------------------------------------------------------------------------------------
 

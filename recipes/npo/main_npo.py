@@ -18,6 +18,8 @@ from verl.trainer.ppo.utils import Role, create_rl_dataset, create_rl_sampler, n
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
+from recipes.npo.preemption import StoppedForRequeue
+
 
 class NPOTaskRunner(BaseTaskRunner):
     """Builds datasets, workers and the NPO trainer inside the Ray driver task."""
@@ -80,7 +82,10 @@ class NPOTaskRunner(BaseTaskRunner):
         print(f"NPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         trainer = self.build_trainer(config)
         trainer.init_workers()
-        trainer.fit()
+        try:
+            trainer.fit()
+        except StoppedForRequeue as stopped:  # a clean, resumable stop (recipes/npo/preemption.py)
+            print(f"[npo] {stopped}", flush=True)
 
 
 @hydra.main(config_path="config", config_name="npo_trainer", version_base=None)

@@ -36,6 +36,7 @@ from verl import DataProto
 from verl.single_controller.ray import RayClassWithInitArgs
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import Role
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.fs import copy_to_local
 from verl.utils.model import get_generation_config
 
@@ -57,6 +58,7 @@ from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine
 from recipes.npo.guards import check_verl_run_supports_npo
+from recipes.npo.preemption import StoppedForRequeue, mark_stopped, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
 
 logger = logging.getLogger(__name__)
@@ -171,7 +173,20 @@ class RayNPOTrainer(RayPPOTrainer):
         completed = self.global_steps - 1  # fit() has already advanced to the step it is about to run
         metrics = self.fork_manager.advance(completed, self.fork_engine, can_fork=not epoch_end)
         self._pending_metrics.update(metrics)
+        # not at an epoch's end: the next epoch's first boundary holds the data position a resume needs
+        if not epoch_end and stop_requested(self.config.trainer.default_local_dir):
+            self._stop_for_requeue(self.global_steps - 1)  # a rollback above may have moved the step back
         self.fork_engine.wake_rollout()
+
+    def _stop_for_requeue(self, completed: int) -> None:
+        """Make the run resumable at this boundary, then stop. In a look-ahead nothing is saved: the fork's snapshot
+        and persisted phase already resume it (the look-ahead restarts from the snapshot; no kept step is lost)."""
+        if self.fork_manager.phase != Phase.LOOKAHEAD:
+            self.train_dataloader.load_state_dict(self.data_state_at_boundary)  # the next batch stays unconsumed
+            self.fork_engine.save_real_checkpoint(completed)
+        mark_stopped(self.config.trainer.default_local_dir, completed)
+        print(f"[npo] stop requested: stopping after step {completed} for requeue", flush=True)
+        raise StoppedForRequeue(completed)
 
     def load_actor(self, path: Path, what: str) -> None:
         """Load weights, optimizer, scheduler and RNG; a corrupt checkpoint fails loudly, naming the path."""
@@ -188,6 +203,7 @@ class RayNPOTrainer(RayPPOTrainer):
         except Exception as e:
             raise NPOStateError(f"could not load the {what} data position at {folder / 'data.pt'}: {e}") from e
         self.train_dataloader.load_state_dict(state)
+        self.data_state_at_boundary = state  # the restored position is this boundary's now
         self.global_steps = step
 
     # --- injection -----------------------------------------------------------------------------------------------
@@ -236,8 +252,10 @@ class RayNPOTrainer(RayPPOTrainer):
         ]
 
     def record_guide_sampling(self, output: DataProto) -> None:
-        """Count the tokens generated while sampling guides."""
+        """Count the tokens generated while sampling guides (saved now: sampling happens between actor updates, and a
+        stop or kill before the next update must not lose it)."""
         self.compute.guide_tokens += int(output.batch["response_mask"].sum())
+        self.compute.save(self.compute_path)
 
     def inject(self, prompts: DataProto, output: DataProto) -> None:
         """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
@@ -379,11 +397,15 @@ class RayNPOTrainer(RayPPOTrainer):
         return result
 
     def _resumed_folder(self) -> Path | None:
-        if self.config.trainer.resume_mode == "disable" or self.global_steps == 0:
-            return None
-        if self.config.trainer.resume_mode == "resume_path":
+        """The folder verl's ``_load_checkpoint`` loaded, found the way it finds it; step 0 counts (a bootstrap fork's
+        rollback checkpoint, or a stop requested during its window)."""
+        mode = self.config.trainer.resume_mode
+        if mode == "resume_path":
             return Path(self.config.trainer.resume_from_path)
-        return self.checkpoint_folder(self.global_steps)
+        if mode != "auto":
+            return None
+        latest = find_latest_ckpt_path(str(Path(self.config.trainer.default_local_dir).absolute()))
+        return None if latest is None else Path(latest)
 
     def fit(self) -> None:
         """verl's ``fit()``, with the step logger marking look-ahead steps (see module docstring)."""
