@@ -6,9 +6,10 @@ mid-collection resumes without re-sampling or duplicating finished batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from npo_ext.persist import NPOStateError, atomic_write_json, read_json
 from npo_ext.prompt_keys import DuplicatePromptKeyError
@@ -16,11 +17,14 @@ from npo_ext.prompt_keys import DuplicatePromptKeyError
 
 @dataclass(frozen=True)
 class GuideSample:
-    """One verified-correct guide response (token ids, EOS included) and the step of the policy that wrote it."""
+    """One guide response (token ids, EOS included), its score, the step of the policy that wrote it, where it came
+    from (``npo_ext.guidance``), and that policy's log-probs of its tokens when known (replay keeps them)."""
 
     response_ids: tuple[int, ...]
     score: float
     source_step: int
+    provenance: str = "near_future"
+    behaviour_log_probs: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -66,7 +70,10 @@ class GuidePool:
     def get(self, key: str) -> PromptGuides | None:
         return self._by_key.get(str(key))
 
-    def guides(self, key: str) -> list[GuideSample]:
+    provenance = "near_future"
+
+    def guides(self, key: str, prompt_row: Mapping[str, Any] | None = None) -> list[GuideSample]:
+        """The verified-correct samples kept for ``key`` (the prompt row is not needed: the pool is keyed)."""
         entry = self._by_key.get(str(key))
         return entry.samples if entry else []
 
@@ -106,11 +113,20 @@ class GuidePool:
             payload = read_json(path, f"guide pool batch {i}")
             try:
                 for key, raw in payload.items():
-                    samples = [
-                        GuideSample(tuple(int(t) for t in s["response_ids"]), float(s["score"]), int(s["source_step"]))
-                        for s in raw["samples"]
-                    ]
+                    samples = [sample_from_json(s) for s in raw["samples"]]
                     pool.add(key, PromptGuides(int(raw["num_samples"]), int(raw["num_correct"]), samples))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise NPOStateError(f"guide pool batch {i} has an unexpected layout ({e!r}): {path}") from e
         return pool
+
+
+def sample_from_json(raw: dict[str, Any]) -> GuideSample:
+    """A persisted sample; files written before ``provenance`` / ``behaviour_log_probs`` existed load too."""
+    log_probs = raw.get("behaviour_log_probs")
+    return GuideSample(
+        tuple(int(t) for t in raw["response_ids"]),
+        float(raw["score"]),
+        int(raw["source_step"]),
+        str(raw.get("provenance", "near_future")),
+        None if log_probs is None else tuple(float(v) for v in log_probs),
+    )

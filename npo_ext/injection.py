@@ -1,4 +1,5 @@
-"""Guidance injection: put a verified-correct near-future response into low-accuracy rollout groups.
+"""Guidance injection: put a guide response (NPO's verified-correct near-future one, or any guidance source's) into
+rollout groups.
 
 This is the whole of NPO's change to a GRPO step. The batch keeps its size; one (or ``slots_per_group``) slot of a
 group whose *on-policy* accuracy is below the gate is overwritten in place with a guide response, its reward is
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from verl import DataProto
 
-from npo_ext.guide_pool import GuidePool
+from npo_ext.guidance import GuidanceSource
 
 # (row index, response token ids) -> reward dict with at least "score"; the caller knows the row's ground truth.
 RewardFn = Callable[[int, list[int]], dict[str, float]]
@@ -31,6 +32,7 @@ class InjectionSpec:
     slot: str = "last"
     slots_per_group: int = 1
     acc_key: str = "acc"
+    gated: bool = True  # False: every group gets its slots (LUFFY, ExGRPO), whatever its accuracy
 
 
 def group_rows(uids: Sequence[str]) -> dict[str, list[int]]:
@@ -54,7 +56,7 @@ def choose_slots(rows: list[int], scores: np.ndarray, policy: str, count: int) -
 
 def inject_guidance(
     batch: DataProto,
-    pool: GuidePool,
+    source: GuidanceSource,
     prompt_keys: Sequence[str],
     spec: InjectionSpec,
     *,
@@ -64,7 +66,7 @@ def inject_guidance(
 ) -> dict[str, float]:
     """Overwrite gated slots of ``batch`` (a rollout output with rewards) in place; return ``npo/inject/*`` metrics.
 
-    ``prompt_keys[row]`` is the pool key of that row's prompt. ``eos_token_ids`` are the ids generation stops on
+    ``prompt_keys[row]`` is the source's key of that row's prompt. ``eos_token_ids`` are the ids generation stops on
     (the tokenizer's first, then the generation config's); a guide that ends with none of them gets the first
     appended. The batch must carry ``uid`` and the accuracy field ``spec.acc_key`` in ``non_tensor_batch``, and
     ``rm_scores`` with the score on the last response token.
@@ -85,10 +87,10 @@ def inject_guidance(
 
     for rows in group_rows(nt["uid"]).values():
         counts["groups"] += 1
-        if acc[rows].mean() >= spec.gate:
+        if spec.gated and acc[rows].mean() >= spec.gate:
             continue
         counts["below_gate"] += 1
-        guides = pool.guides(prompt_keys[rows[0]])
+        guides = source.guides(prompt_keys[rows[0]], {key: values[rows[0]] for key, values in nt.items()})
         if not guides:
             counts["no_guide"] += 1
             continue
