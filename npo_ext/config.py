@@ -242,3 +242,40 @@ def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
                 f"npo.interventions overlap: at_step={nxt.at_step} starts before the window of at_step="
                 f"{prev.at_step} ends (step {prev.end_step})"
             )
+
+
+GUIDANCE_SOURCES = ("near_future", "teacher")
+LOSS_SHAPINGS = ("none", "luffy")
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """The ``guidance:`` section: where guide trajectories come from and how their tokens are trained. NPO is the
+    default; the baseline recipes (recipes/luffy) differ from it only here."""
+
+    # near_future: NPO's forks (npo.*); teacher: a trace stored with the prompt in extra_info[teacher_field] (LUFFY)
+    source: str = "near_future"
+    # true: only groups whose on-policy accuracy is below npo.gate get npo.slots_per_group guide slots (NPO);
+    # false: every group does (LUFFY: 7 on-policy + 1 teacher trace)
+    gated: bool = True
+    # loss on guide tokens: none (the backbone's clipped loss, NPO) | luffy (−A·p/(p+γ), unclipped; needs
+    # actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided)
+    loss_shaping: str = "none"
+    gamma: float = 0.1
+    teacher_field: str = "teacher_response"
+
+    def __post_init__(self) -> None:
+        if self.source not in GUIDANCE_SOURCES:
+            raise NPOConfigError(f"guidance.source must be one of {GUIDANCE_SOURCES}, got {self.source!r}")
+        if self.loss_shaping not in LOSS_SHAPINGS:
+            raise NPOConfigError(f"guidance.loss_shaping must be one of {LOSS_SHAPINGS}, got {self.loss_shaping!r}")
+        if self.gamma <= 0:
+            raise NPOConfigError(f"guidance.gamma must be > 0, got {self.gamma}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> GuidanceConfig:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise NPOConfigError(f"unknown guidance option(s): {', '.join('guidance.' + k for k in unknown)}")
+        return cls(**raw)

@@ -1,4 +1,4 @@
-"""Guidance sources and mixing policies: where off-policy trajectories come from, and how they enter a GRPO group.
+"""Guidance sources: where the off-policy trajectories mixed into GRPO groups come from.
 
 The paper's thesis is that the source decides the quality/variance trade-off: an external teacher gives high Q and
 high V, replay gives low V and capped Q, the near future gives both. So sources are interchangeable parts behind one
@@ -8,15 +8,14 @@ protocol, and :func:`npo_ext.injection.inject_guidance` takes any of them:
 * teacher (LUFFY): :class:`TeacherSource`, a trace stored with the prompt (MMFineReason's teacher response);
 * replay of the run's own successes (ExGRPO): :class:`npo_ext.replay_pool.ReplayPool`.
 
-A :class:`MixingPolicy` says which groups receive guides and how many; the presets follow each paper (facts in
-``shared/reference/npo-method.md`` §7).
+Which groups receive guides is the injection's ``gated`` switch: NPO only gates groups below ``npo.gate``; LUFFY
+and ExGRPO put their trajectory into every group they mix (facts in ``shared/reference/npo-method.md`` §7).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from npo_ext.guide_pool import GuideSample
@@ -33,33 +32,6 @@ class GuidanceSource(Protocol):
     def guides(self, prompt_key: str, prompt_row: Mapping[str, Any]) -> Sequence[GuideSample]:
         """Candidates for the prompt ``prompt_key``, whose non-tensor fields (``extra_info``, ``reward_model``...)
         are ``prompt_row``; best first. Empty when the source has nothing for it."""
-
-
-@dataclass(frozen=True)
-class MixingPolicy:
-    """Which groups get guides, and how: ``gated`` = only groups whose on-policy accuracy is below ``gate``;
-    ``mode`` = ``replace`` slots (the group keeps n rows) or ``append`` rows (n + count); ``count`` per group."""
-
-    gated: bool = True
-    gate: float = 0.6
-    mode: str = "replace"
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("replace", "append"):
-            raise ValueError(f"mixing mode must be 'replace' or 'append', got {self.mode!r}")
-        if self.count < 1:
-            raise ValueError(f"mixing count must be >= 1, got {self.count}")
-        if not 0.0 < self.gate <= 1.0:
-            raise ValueError(f"mixing gate must be in (0, 1], got {self.gate}")
-
-
-MIXING_PRESETS = {
-    "npo": MixingPolicy(gated=True, gate=0.6, mode="replace", count=1),  # one slot of a group below 0.6
-    "luffy": MixingPolicy(gated=False, mode="replace", count=1),  # 7 on-policy + 1 teacher trace, every prompt
-    "exgrpo": MixingPolicy(gated=False, mode="replace", count=1),  # experience questions: 1 replayed + 7 fresh
-    "rlep": MixingPolicy(gated=False, mode="append", count=2),  # n fresh + 2 replayed, advantages over n + 2
-}
 
 
 class TeacherSource:

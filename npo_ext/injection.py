@@ -9,8 +9,9 @@ old-log-prob, advantage and clipped-loss path as every other row, with no import
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,13 +64,15 @@ def inject_guidance(
     eos_token_ids: Sequence[int],
     pad_token_id: int,
     reward_fn: RewardFn,
+    prompt_fields: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, float]:
     """Overwrite gated slots of ``batch`` (a rollout output with rewards) in place; return ``npo/inject/*`` metrics.
 
     ``prompt_keys[row]`` is the source's key of that row's prompt. ``eos_token_ids`` are the ids generation stops on
     (the tokenizer's first, then the generation config's); a guide that ends with none of them gets the first
     appended. The batch must carry ``uid`` and the accuracy field ``spec.acc_key`` in ``non_tensor_batch``, and
-    ``rm_scores`` with the score on the last response token.
+    ``rm_scores`` with the score on the last response token. A source sees each group's prompt fields: row by row
+    ``prompt_fields`` (the generation input's non-tensor fields, e.g. ``extra_info``), or the batch's own.
     """
     nt = batch.non_tensor_batch
     if spec.acc_key not in nt:
@@ -80,6 +83,7 @@ def inject_guidance(
     if len(prompt_keys) != len(batch):
         raise ValueError(f"got {len(prompt_keys)} prompt keys for a batch of {len(batch)} rows")
 
+    fields = nt if prompt_fields is None else prompt_fields
     acc = np.asarray(nt[spec.acc_key], dtype=np.float64)
     scores = batch.batch["rm_scores"].sum(-1).float().numpy()
     is_guide = torch.zeros(len(batch), dtype=torch.bool)
@@ -90,7 +94,7 @@ def inject_guidance(
         if spec.gated and acc[rows].mean() >= spec.gate:
             continue
         counts["below_gate"] += 1
-        guides = source.guides(prompt_keys[rows[0]], {key: values[rows[0]] for key, values in nt.items()})
+        guides = source.guides(prompt_keys[rows[0]], {key: values[rows[0]] for key, values in fields.items()})
         if not guides:
             counts["no_guide"] += 1
             continue

@@ -28,11 +28,20 @@ def shaped_weight(log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor | Non
 
 
 def clipped_pg_loss(
-    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_low: float, clip_high: float
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None = None,
 ) -> torch.Tensor:
-    """The PPO clipped surrogate per token, −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A)."""
-    ratio = torch.exp(log_prob - old_log_prob)
-    return torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_low, 1 + clip_high))
+    """The PPO clipped surrogate per token, −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A), with the dual clip −c·A as a
+    floor for negative advantages when ``dual_clip`` is given (the log-ratio is clamped to ±20 first)."""
+    ratio = torch.exp(torch.clamp(log_prob - old_log_prob, -20.0, 20.0))
+    loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_low, 1 + clip_high))
+    if dual_clip is not None:
+        loss = torch.where(advantages < 0, torch.minimum(loss, -advantages * dual_clip), loss)
+    return loss
 
 
 def guided_policy_loss(
@@ -46,11 +55,12 @@ def guided_policy_loss(
     gamma: float = DEFAULT_GAMMA,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    dual_clip: float | None = None,
 ) -> torch.Tensor:
     """Per-token loss: clipped PPO on on-policy tokens; on ``off_policy`` tokens (bool mask) what ``mode`` says."""
     if mode not in SHAPING_MODES:
         raise ValueError(f"unknown loss shaping {mode!r}; expected one of {SHAPING_MODES}")
-    on = clipped_pg_loss(log_prob, old_log_prob, advantages, clip_low, clip_high)
+    on = clipped_pg_loss(log_prob, old_log_prob, advantages, clip_low, clip_high, dual_clip)
     if mode == "none":
         return on
     if mode == "exgrpo" and behaviour_log_prob is None:

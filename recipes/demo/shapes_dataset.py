@@ -51,7 +51,13 @@ def make_row(index: int, split: str, rng: random.Random) -> dict:
         "images": [{"bytes": _draw(num_shapes, colour, rng), "path": None}],
         "ability": "visual_reasoning",
         "reward_model": {"style": "rule", "ground_truth": answer},
-        "extra_info": {"index": index, "split": split, "question": question},
+        # a correct worked answer, the demo's stand-in for a teacher model's trace (the LUFFY recipe's guidance)
+        "extra_info": {
+            "index": index,
+            "split": split,
+            "question": question,
+            "teacher_response": f"I see it, so the answer is <answer> {answer} </answer>",
+        },
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from npo_ext.config import NPOConfigError
+from recipes.npo.guided_loss import LOSS_MODE as GUIDED_LOSS_MODE
 
 # Estimators whose batch is exactly rollout.n rows per uid, normalised within the group: the gate's "group
 # accuracy" and a replaced slot mean what they mean in GRPO. remax appends greedy rows that share the uid.
@@ -24,12 +25,12 @@ def check_verl_run_supports_npo(config: DictConfig) -> None:
     estimator = str(get("algorithm.adv_estimator"))
     if estimator not in GROUP_ESTIMATORS:
         raise NPOConfigError(
-            f"algorithm.adv_estimator={estimator} is not supported with npo.enable=true: guide injection replaces a "
+            f"algorithm.adv_estimator={estimator} is not supported with guide injection: guide injection replaces a "
             f"slot of a plain group of rollout.n responses per prompt; use one of {', '.join(GROUP_ESTIMATORS)}"
         )
     if get("algorithm.rollout_correction.bypass_mode", False):
         raise NPOConfigError(
-            "algorithm.rollout_correction.bypass_mode=true is not supported with npo.enable=true: it takes "
+            "algorithm.rollout_correction.bypass_mode=true is not supported with guide injection: it takes "
             "old_log_probs from the rollout engine, which never sampled the guide tokens, so guide rows would train "
             "against placeholder log-probs; use the default decoupled mode (bypass_mode=false)"
         )
@@ -42,17 +43,24 @@ def check_verl_run_supports_npo(config: DictConfig) -> None:
     for path in ("skip.rollout.enable", "skip.async_rollout.enable", "skip.rollout_tq.enable"):
         if get(path, False):
             raise NPOConfigError(
-                f"{path}=true is not supported with npo.enable=true: it replays cached rollouts by step number, and "
+                f"{path}=true is not supported with guide injection: it replays cached rollouts by step number, and "
                 "after a rollback the step numbers repeat with a different policy"
             )
     if get("actor_rollout_ref.rollout.enable_rollout_routing_replay", False):
         raise NPOConfigError(
-            "actor_rollout_ref.rollout.enable_rollout_routing_replay=true is not supported with npo.enable=true: "
+            "actor_rollout_ref.rollout.enable_rollout_routing_replay=true is not supported with guide injection: "
             "guide rows carry no routed experts of their own, so the replayed routing would be another response's"
+        )
+    shaping = get("guidance.loss_shaping", "none")
+    loss_mode = get("actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
+    if (shaping != "none") != (loss_mode == GUIDED_LOSS_MODE):
+        raise NPOConfigError(
+            f"guidance.loss_shaping={shaping} goes with actor_rollout_ref.actor.policy_loss.loss_mode="
+            f"{GUIDED_LOSS_MODE} (and none with any other), got loss_mode={loss_mode}"
         )
     router_mode = get("actor_rollout_ref.actor.router_replay.mode", "disabled")
     if router_mode not in (None, "disabled"):
         raise NPOConfigError(
-            f"actor_rollout_ref.actor.router_replay.mode={router_mode} is not supported with npo.enable=true "
+            f"actor_rollout_ref.actor.router_replay.mode={router_mode} is not supported with guide injection "
             "(router replay has no record for guide rows)"
         )

@@ -42,8 +42,9 @@ from verl.utils.model import get_generation_config
 
 from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
-from npo_ext.config import NPOConfig, NPOConfigError
+from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager, Phase
+from npo_ext.guidance import GuidanceSource, TeacherSource
 from npo_ext.injection import (
     InjectionSpec,
     align_guide_rollout_log_probs,
@@ -58,6 +59,7 @@ from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine
 from recipes.npo.guards import check_verl_run_supports_npo
+from recipes.npo.guided_loss import mark_guide_tokens
 from recipes.npo.preemption import StoppedForRequeue, mark_stopped, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
 
@@ -85,8 +87,9 @@ class GuidedRollout:
             return output
         start = time.perf_counter()
         self.trainer.record_rollout(prompts, output)
-        if self.trainer.fork_manager.phase == Phase.GUIDED:
-            self.trainer.inject(prompts, output)
+        source = self.trainer.guidance_source()
+        if source is not None:
+            self.trainer.inject(prompts, output, source)
         self.trainer.add_overhead(time.perf_counter() - start)
         return output
 
@@ -98,8 +101,21 @@ class RayNPOTrainer(RayPPOTrainer):
         super().__init__(*args, **kwargs)
         raw = OmegaConf.to_container(self.config.get("npo", {}) or {}, resolve=True)
         self.npo = NPOConfig.from_dict(raw)
-        if self.npo.enable:
+        self.guidance = GuidanceConfig.from_dict(
+            OmegaConf.to_container(self.config.get("guidance", {}) or {}, resolve=True)
+        )
+        self.teacher = None
+        if self.guidance.source != "near_future" and self.npo.enable:
+            raise NPOConfigError(
+                f"guidance.source={self.guidance.source} replaces NPO's near-future guides: set npo.enable=false"
+            )
+        if self.guidance.source == "teacher":
+            self.teacher = TeacherSource(
+                lambda text: self.tokenizer.encode(text, add_special_tokens=False), self.guidance.teacher_field
+            )
+        if self.npo.enable or self.teacher is not None:
             check_verl_run_supports_npo(self.config)
+        if self.npo.enable:
             self.npo.check_against_run(
                 rollout_n=self.config.actor_rollout_ref.rollout.n,
                 total_steps=self.total_training_steps,
@@ -257,7 +273,14 @@ class RayNPOTrainer(RayPPOTrainer):
         self.compute.guide_tokens += int(output.batch["response_mask"].sum())
         self.compute.save(self.compute_path)
 
-    def inject(self, prompts: DataProto, output: DataProto) -> None:
+    def guidance_source(self) -> GuidanceSource | None:
+        """Where this training batch's guides come from: the teacher traces (every step), or the near-future pool
+        during a guided window."""
+        if self.teacher is not None:
+            return self.teacher
+        return self.fork_manager.pool if self.fork_manager.phase == Phase.GUIDED else None
+
+    def inject(self, prompts: DataProto, output: DataProto, source: GuidanceSource) -> None:
         """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
         nt = prompts.non_tensor_batch
         keys = self.prompt_keys(nt)
@@ -268,17 +291,21 @@ class RayNPOTrainer(RayPPOTrainer):
             row_fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
             return self.reward_scorer.score(row_fields, response_ids)
 
-        self._pending_metrics.update(self._q_metric(keys, output.non_tensor_batch[self.npo.acc_key]))
-        spec = InjectionSpec(self.npo.gate, self.npo.slot, self.npo.slots_per_group, self.npo.acc_key)
+        if source is self.fork_manager.pool:
+            self._pending_metrics.update(self._q_metric(keys, output.non_tensor_batch[self.npo.acc_key]))
+        spec = InjectionSpec(
+            self.npo.gate, self.npo.slot, self.npo.slots_per_group, self.npo.acc_key, gated=self.guidance.gated
+        )
         self._pending_metrics.update(
             inject_guidance(
                 output,
-                self.fork_manager.pool,
+                source,
                 keys,
                 spec,
                 eos_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 reward_fn=reward_fn,
+                prompt_fields=nt,
             )
         )
 
@@ -320,6 +347,8 @@ class RayNPOTrainer(RayPPOTrainer):
         return old_log_prob, mfu
 
     def _update_actor(self, batch: DataProto) -> DataProto:
+        if self.guidance.loss_shaping != "none":
+            mark_guide_tokens(batch, self.guidance)
         output = super()._update_actor(batch)
         start = time.perf_counter()
         npo_metrics = guide_advantage_metrics(batch)

@@ -7,9 +7,14 @@
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
 * ``npo_topk_forward``: the actor's per-token top-k log-probs (or its log-probs on given ids) for V, through verl's
   own forward (``recipes.npo.topk_forward``).
+
+Its training loss is verl's ``ppo_loss`` behind :func:`recipes.npo.guided_loss.guided_ppo_loss`, which passes the
+batch's guide-token marks to the ``npo_guided`` policy loss when ``guidance.loss_shaping`` asks for it.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from tensordict import TensorDict
@@ -18,13 +23,23 @@ from verl.single_controller.base.decorator import Dispatch, make_nd_compute_data
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.engine_workers import ActorRolloutRefWorker
+from verl.workers.utils.losses import ppo_loss
 
 from recipes.cpu.hf_generation import generate_rollout
+from recipes.npo.guided_loss import guided_ppo_loss
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_K, TopKCapture
 
 
 class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     """verl 0.9.1's hybrid worker with an unmanaged snapshot save and an in-worker transformers rollout."""
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self) -> None:
+        super().init_model()
+        loss_fn = getattr(self, "loss_fn", None)
+        if isinstance(loss_fn, partial) and loss_fn.func is ppo_loss:  # not with verl's distillation loss
+            self.loss_fn = partial(guided_ppo_loss, **loss_fn.keywords)
+            self.actor.set_loss_fn(self.loss_fn)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_unmanaged_checkpoint(self, local_path: str, global_step: int) -> None:

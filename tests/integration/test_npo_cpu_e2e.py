@@ -159,4 +159,4 @@ def test_an_unsupported_verl_setting_fails_at_start_up_naming_it(new_demo_dir, r
     demo = new_demo_dir(tmp_path)
     code, report, log = run_probe(demo, "bypass", "algorithm.rollout_correction.bypass_mode=true")
     assert code != 0 and not report["steps"]
-    assert "algorithm.rollout_correction.bypass_mode=true is not supported with npo.enable=true" in log
+    assert "algorithm.rollout_correction.bypass_mode=true is not supported with guide injection" in log

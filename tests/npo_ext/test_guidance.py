@@ -3,10 +3,9 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
-from npo_ext.guidance import MIXING_PRESETS, MixingPolicy, TeacherSource
+from npo_ext.guidance import TeacherSource
 from npo_ext.guide_pool import GuidePool, GuideSample, PromptGuides
 from npo_ext.injection import IS_GUIDE, InjectionSpec, inject_guidance
 
@@ -81,16 +80,6 @@ def test_gated_mixing_leaves_groups_at_or_above_the_gate_alone():
         reward_fn=lambda row, ids: {"score": 1.0, "acc": 1.0},
     )  # fmt: skip
     assert batch.batch[IS_GUIDE].tolist() == [False] * 7 + [True]
-
-
-def test_mixing_presets_follow_the_papers_and_bad_settings_fail():
-    assert MIXING_PRESETS["npo"] == MixingPolicy(gated=True, gate=0.6, mode="replace", count=1)
-    assert not MIXING_PRESETS["luffy"].gated and MIXING_PRESETS["luffy"].count == 1
-    assert MIXING_PRESETS["rlep"].mode == "append" and MIXING_PRESETS["rlep"].count == 2
-    with pytest.raises(ValueError, match="mode"):
-        MixingPolicy(mode="insert")
-    with pytest.raises(ValueError, match="count"):
-        MixingPolicy(count=0)
 
 
 def test_provenance_and_behaviour_log_probs_survive_the_pool_files_and_old_files_still_load(tmp_path):

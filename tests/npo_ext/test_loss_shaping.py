@@ -50,3 +50,21 @@ def test_helpers_and_bad_mode():
     assert clipped_pg_loss(torch.zeros(1), torch.zeros(1), torch.ones(1), 0.2, 0.28).item() == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="unknown loss shaping"):
         guided_policy_loss(LOG_PROB, OLD, ADV, OFF, "dapo")
+
+
+def test_on_policy_tokens_get_exactly_verls_vanilla_ppo_loss():
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.core_algos import agg_loss, compute_policy_loss_vanilla
+
+    gen = torch.Generator().manual_seed(0)
+    log_prob, old = -torch.rand(3, 5, generator=gen) * 2, -torch.rand(3, 5, generator=gen) * 2
+    advantages = torch.randn(3, 5, generator=gen)
+    mask = torch.ones(3, 5)
+    mask[2, 3:] = 0
+    clips = {"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0}
+    config = OmegaConf.create({**clips, "global_batch_info": {}})
+    expected, _ = compute_policy_loss_vanilla(old, log_prob, advantages, mask, "token-mean", config)
+    per_token = guided_policy_loss(
+        log_prob, old, advantages, torch.zeros(3, 5, dtype=torch.bool), "luffy", clip_high=0.28, dual_clip=3.0
+    )
+    assert agg_loss(per_token, mask, "token-mean").item() == pytest.approx(expected.item(), rel=1e-6)

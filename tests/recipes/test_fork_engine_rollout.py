@@ -18,7 +18,7 @@ from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
 from npo_ext.compute import ComputeCounter
-from npo_ext.config import Intervention, NPOConfig
+from npo_ext.config import GuidanceConfig, Intervention, NPOConfig
 from npo_ext.fork import ForkManager, Phase
 from npo_ext.guide_pool import GuidePool
 from npo_ext.prompt_keys import DuplicatePromptKeyError
@@ -135,6 +135,8 @@ def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a
     trainer.fork_engine = VerlForkEngine(trainer)
     trainer._pending_metrics = {}
     trainer.compute = ComputeCounter()
+    trainer.compute_path = tmp_path / "npo" / "compute.json"
+    trainer.guidance, trainer.teacher = GuidanceConfig(), None
     trainer.load_actor = lambda path, what: trainer.actor_rollout_wg.load_checkpoint(str(path))
     rows = [{"index": i, "source": sources[i % len(sources)]} for i in range(8)]
     loader = StatefulDataLoader(rows, batch_size=PROMPTS_PER_BATCH, collate_fn=collate)

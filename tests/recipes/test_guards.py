@@ -32,6 +32,8 @@ def test_the_recipe_configs_pass():
         ("skip.rollout.enable=true", "skip.rollout.enable"),
         ("skip.async_rollout.enable=true", "skip.async_rollout.enable"),
         ("actor_rollout_ref.rollout.enable_rollout_routing_replay=true", "enable_rollout_routing_replay"),
+        ("guidance.loss_shaping=luffy", "policy_loss.loss_mode=npo_guided"),
+        ("actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided", "guidance.loss_shaping=none"),
     ],
 )
 def test_each_unsupported_setting_is_refused_naming_its_option(override, option):
@@ -43,3 +45,18 @@ def test_a_reward_model_with_its_own_pool_scores_inside_the_rollout_and_is_allow
     check_verl_run_supports_npo(
         config("reward.reward_model.enable=true", "reward.reward_model.enable_resource_pool=true")
     )
+
+
+def test_the_luffy_recipe_passes_and_pairs_its_loss_shaping_with_the_registered_loss():
+    with initialize_config_dir(
+        config_dir=str(Path(recipes.npo.__file__).parents[1] / "luffy" / "config"), version_base=None
+    ):
+        luffy = compose(config_name="luffy_trainer")
+    check_verl_run_supports_npo(luffy)
+    assert luffy.guidance.source == "teacher" and not luffy.guidance.gated
+    assert luffy.actor_rollout_ref.actor.policy_loss.loss_mode == "npo_guided"
+    assert not luffy.algorithm.norm_adv_by_std_in_grpo
+    # the backbone is NPO's: only the guidance section and what it implies differ
+    npo = config()
+    assert luffy.actor_rollout_ref.rollout.n == npo.actor_rollout_ref.rollout.n
+    assert luffy.actor_rollout_ref.actor.optim.lr == npo.actor_rollout_ref.actor.optim.lr

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from verl import DataProto
 
 from npo_ext.compute import ComputeCounter
-from npo_ext.config import Intervention, NPOConfig
+from npo_ext.config import GuidanceConfig, Intervention, NPOConfig
 from npo_ext.fork import ForkManager, ForkState, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
 from recipes.npo.npo_ray_trainer import GuidedRollout, RayNPOTrainer, npo_summary
@@ -46,6 +46,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
         {"actor_rollout_ref": {"rollout": {"n": 2}}, "trainer": {"default_local_dir": str(tmp_path), "save_freq": 1}}
     )
     trainer.npo = NPOConfig()
+    trainer.guidance, trainer.teacher = GuidanceConfig(), None
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.auto = None
