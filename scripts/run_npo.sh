@@ -188,8 +188,10 @@ entry_command() {
     # connect to the cluster started here (ray.init may not size it), resume whatever a previous run of the job left
     ENTRY+=(trainer.nnodes="$NODES" trainer.n_gpus_per_node="$GPUS_PER_NODE" trainer.resume_mode=auto
       ++ray_kwargs.ray_init.num_cpus=null ++ray_kwargs.ray_init.num_gpus=null)
-  elif [[ $DEMO == 0 ]]; then
-    ENTRY+=(trainer.nnodes=1 trainer.n_gpus_per_node="$GPUS_PER_NODE")
+  else
+    # a cluster of its own, even when another Ray runs on this machine (ray.init would join that one)
+    ENTRY+=(++ray_kwargs.ray_init.address=local)
+    if [[ $DEMO == 0 ]]; then ENTRY+=(trainer.nnodes=1 trainer.n_gpus_per_node="$GPUS_PER_NODE"); fi
   fi
   ENTRY+=("${OVERRIDES[@]}")
 }

@@ -82,9 +82,10 @@ def _forward(trainer: RayNPOTrainer, batch: DataProto, k: int, given_ids: torch.
         tensors[GIVEN_IDS] = full
         tensors[GIVEN_LOG_PROBS] = torch.zeros(full.shape)
     non_tensors = {key: batch.non_tensor_batch[key] for key in ("multi_modal_inputs",) if key in batch.non_tensor_batch}
-    padded, _ = pad_dataproto_to_divisor(
-        DataProto.from_dict(tensors=tensors, non_tensors=non_tensors), trainer.actor_rollout_wg.world_size
-    )
+    # without dynamic batch sizes verl's engine needs every rank's rows to be a whole number of micro-batches
+    world = trainer.actor_rollout_wg.world_size
+    micro = min(trainer.config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu or size, -(-size // world))
+    padded, _ = pad_dataproto_to_divisor(DataProto.from_dict(tensors=tensors, non_tensors=non_tensors), world * micro)
     padded.meta_info = {
         "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
         "global_token_num": padded.batch["attention_mask"].sum(-1).tolist(),
@@ -97,6 +98,7 @@ def _forward(trainer: RayNPOTrainer, batch: DataProto, k: int, given_ids: torch.
         compute_loss=True,
         distillation_use_topk=True,
         distillation_only=True,
+        micro_batch_size_per_gpu=micro,
         **{TOPK_K: k},
     )
     output = trainer.actor_rollout_wg.npo_topk_forward(data)

@@ -1,0 +1,258 @@
+"""Does NPO pay for its look-ahead? GRPO, NPO and AutoNPO on the hidden-rule task at equal compute, 3 seeds.
+
+    python benchmarks/equal_compute.py [--out-dir outputs/equal_compute] [--seeds 0,1,2] [--steps 40]
+                                       [--methods grpo,npo_once,npo_repeated,autonpo,luffy]
+
+Every run goes through the real recipe (``recipes.npo.main_npo``: ``RayNPOTrainer``, the FSDP actor, the in-worker
+rollout, the ``verifiers`` reward) on ``recipes/demo/rule_task.py``; per seed the task (rule, warm start, data) is
+built once and every method sees the same data order and the same number of kept steps. Held-out accuracy is the
+sampled accuracy (4 samples per held-out prompt) every ``--test-freq`` kept steps. Each finished run is appended to
+``runs.jsonl`` (a rerun skips it: resumable); then ``summary.csv``, ``curves.png`` and a Markdown table are written.
+
+The target is 90 % of GRPO's final held-out accuracy (mean over seeds). Steps-to-target is read on three x-axes: kept
+optimizer steps, all optimizer steps (look-ahead included) and all generated tokens (guide sampling included),
+interpolating linearly between evaluations; the ratio is GRPO's / the method's (above 1: the method is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recipes.demo.rule_task import RuleTask, build  # noqa: E402
+
+HELD_OUT = "val-core/hidden_rule/acc/mean@4"
+AXES = {"kept": "kept optimizer steps", "total": "all optimizer steps", "tokens": "generated tokens"}
+CPU_ENV = {
+    "VERL_USE_EXTERNAL_MODULES": "recipes.cpu.platform",
+    "VERL_PLATFORM": "cpu",
+    "VERL_ENGINE_DEVICE": "cuda",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HYDRA_FULL_ERROR": "1",
+    "RAY_AUTH_MODE": "disabled",
+}
+
+
+def interventions(starts: list[int], delta: int) -> str:
+    return "npo.interventions=[" + ",".join(f"{{at_step:{s},delta:{delta},window:{delta}}}" for s in starts) + "]"
+
+
+def methods(steps: int) -> dict[str, list[str]]:
+    """Hydra overrides per method; NPO's windows are Δ = W = 4 (our choice for a 40-step run)."""
+    delta = 4
+    return {
+        "grpo": ["npo.enable=false"],
+        "npo_once": ["npo.enable=true", interventions([0], delta)],
+        "npo_repeated": ["npo.enable=true", interventions(list(range(0, steps - delta, 2 * delta)), delta)],
+        "autonpo": [
+            "npo.enable=true",
+            "npo.mode=auto",
+            "npo.auto.window=4",
+            "npo.auto.cooldown=4",
+            "npo.auto.max_interventions=4",
+            "npo.auto.min_pool=4",
+            "npo.auto.delta_max=4",
+            "npo.auto.candidate_every=2",
+            "npo.auto.probe_prompts=8",
+            "npo.auto.probe_k=4",
+        ],
+        "luffy": [
+            "npo.enable=false",
+            "guidance.source=teacher",
+            "guidance.gated=false",
+            "guidance.loss_shaping=luffy",
+            "algorithm.norm_adv_by_std_in_grpo=false",
+            "actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided",
+        ],
+    }
+
+
+def run(method: str, overrides: list[str], seed: int, task_dir: Path, out_dir: Path, steps: int, test_freq: int):
+    """One training run; returns its per-step records."""
+    run_dir = out_dir / "runs" / f"{method}_seed{seed}"
+    log = run_dir / "steps.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, **CPU_ENV, NPO_DEMO_DIR=str(task_dir), VERL_FILE_LOGGER_PATH=str(log))
+    command = [
+        sys.executable, "-m", "recipes.npo.main_npo", "--config-path", str(ROOT / "recipes/npo/config"),
+        "--config-name", "npo_rule_cpu", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir}/ckpt",
+        f"trainer.total_training_steps={steps}", f"trainer.test_freq={test_freq}", f"data.seed={seed}",
+        "++ray_kwargs.ray_init.address=local",
+        *overrides,
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    (run_dir / "output.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode:
+        raise SystemExit(f"{method} seed {seed} failed; see {run_dir / 'output.log'}")
+    return [json.loads(line)["data"] for line in log.read_text().splitlines()]
+
+
+def curve(records: list[dict]) -> dict[str, list[float]]:
+    """Held-out accuracy and on-policy reward against the three x-axes, from a run's step records."""
+    out: dict[str, list[float]] = {"acc": [], "reward": [], "reward_kept": [], **{a: [] for a in AXES}}
+    out.update({f"reward_{a}": [] for a in AXES})
+    total = tokens = 0.0
+    for r in records:
+        total = r.get("npo/compute/optimizer_steps", total)
+        tokens = r.get("npo/compute/generated_tokens", tokens)
+        kept = r.get("training/global_step")
+        if kept is None:
+            continue  # a look-ahead step (logged under npo/lookahead/): its compute counts in later records
+        if HELD_OUT in r:
+            at_start = "npo/compute/optimizer_steps" not in r  # validation before the first step
+            out["acc"].append(r[HELD_OUT])
+            out["kept"].append(0.0 if at_start else float(kept))
+            out["total"].append(0.0 if at_start else total)
+            out["tokens"].append(0.0 if at_start else tokens)
+        if "npo/onpolicy/score_mean" in r:
+            out["reward"].append(r["npo/onpolicy/score_mean"])
+            out["reward_kept"].append(float(kept))
+            out["reward_total"].append(total)
+            out["reward_tokens"].append(tokens)
+    return out
+
+
+def first_crossing(xs: list[float], ys: list[float], target: float) -> float:
+    """The x where the curve first reaches ``target`` (linear between evaluations); inf if it never does."""
+    for i, y in enumerate(ys):
+        if y >= target:
+            if i == 0:
+                return xs[0]
+            x0, y0 = xs[i - 1], ys[i - 1]
+            return x0 + (target - y0) / (y - y0) * (xs[i] - x0)
+    return math.inf
+
+
+def summarise(runs: list[dict], target: float) -> list[dict]:
+    """Per method: steps/tokens-to-target ratios vs GRPO (same seed), their spread, and final held-out accuracy."""
+    by_key = {(r["method"], r["seed"]): curve(r["records"]) for r in runs}
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        seeds = sorted(s for m, s in by_key if m == method)
+        row: dict = {"method": method, "seeds": len(seeds)}
+        finals = [by_key[(method, s)]["acc"][-1] for s in seeds]
+        row["final_acc_mean"], row["final_acc_sd"] = statistics.fmean(finals), _sd(finals)
+        for axis in AXES:
+            ratios = []  # over the seeds where both this method and GRPO reach the target
+            for s in seeds:
+                mine = first_crossing(by_key[(method, s)][axis], by_key[(method, s)]["acc"], target)
+                theirs = first_crossing(by_key[("grpo", s)][axis], by_key[("grpo", s)]["acc"], target)
+                if math.isfinite(mine) and math.isfinite(theirs) and mine > 0:
+                    ratios.append(theirs / mine)
+            row[f"{axis}_ratio_mean"] = statistics.fmean(ratios) if ratios else math.nan
+            row[f"{axis}_ratio_sd"] = _sd(ratios)
+            row[f"{axis}_reached"] = len(ratios)
+        rows.append(row)
+    return rows
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def plot(runs: list[dict], target: float, path: Path) -> None:
+    """Two rows (held-out accuracy, on-policy reward) by three x-axes; one line per run, a colour per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharey="row")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(r["method"] for r in runs))}
+    for r in runs:
+        c = curve(r["records"])
+        label = r["method"] if r["seed"] == min(x["seed"] for x in runs if x["method"] == r["method"]) else None
+        for col, axis in enumerate(AXES):
+            axes[0, col].plot(c[axis], c["acc"], color=colours[r["method"]], alpha=0.8, label=label)
+            axes[1, col].plot(c[f"reward_{axis}"], c["reward"], color=colours[r["method"]], alpha=0.5)
+    for col, name in enumerate(AXES.values()):
+        axes[0, col].axhline(target, color="grey", linestyle=":", label="target" if col == 0 else None)
+        axes[1, col].set_xlabel(name)
+    axes[0, 0].set_ylabel("held-out accuracy")
+    axes[1, 0].set_ylabel("on-policy training reward")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("hidden-rule task: GRPO vs NPO vs AutoNPO, same data order and kept steps per seed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(rows: list[dict], target: float) -> str:
+    lines = [
+        f"target: held-out accuracy {target:.3f} (90 % of GRPO's final); ratio = GRPO's / the method's "
+        "steps-to-target (> 1: faster), mean ± sd over the seeds where both reached it (count in brackets)",
+        "",
+        "| method | kept steps | all optimizer steps | generated tokens | final held-out accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            f"{r[f'{a}_ratio_mean']:.2f} ± {r[f'{a}_ratio_sd']:.2f} ({r[f'{a}_reached']}/{r['seeds']})" for a in AXES
+        ]
+        final = f"{r['final_acc_mean']:.3f} ± {r['final_acc_sd']:.3f}"
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {final} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "equal_compute")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=40, help="kept optimizer steps per run")
+    parser.add_argument("--test-freq", type=int, default=4, help="held-out evaluation every this many kept steps")
+    parser.add_argument("--methods", default="grpo,npo_once,npo_repeated,autonpo,luffy")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    table = methods(args.steps)
+    chosen = args.methods.split(",")
+    unknown = sorted(set(chosen) - set(table))
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {sorted(table)}")
+    if "grpo" not in chosen:
+        parser.error("grpo is the reference every ratio is taken against: include it")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results = args.out_dir / "runs.jsonl"
+    done = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["method"], r["seed"], r["steps"])] = r
+    todo = [(m, s) for s in seeds for m in chosen if (m, s, args.steps) not in done]
+    for method, seed in tqdm(todo, desc="runs", unit="run"):
+        task_dir = build(args.out_dir / "tasks" / f"seed{seed}", RuleTask(seed=seed))
+        records = run(method, table[method], seed, task_dir, args.out_dir, args.steps, args.test_freq)
+        entry = {"method": method, "seed": seed, "steps": args.steps, "records": records}
+        with open(results, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        done[(method, seed, args.steps)] = entry
+    runs = [done[(m, s, args.steps)] for m in chosen for s in seeds]
+    grpo_finals = [curve(r["records"])["acc"][-1] for r in runs if r["method"] == "grpo"]
+    target = 0.9 * statistics.fmean(grpo_finals)
+    rows = summarise(runs, target)
+    with open(args.out_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(runs, target, args.out_dir / "curves.png")
+    text = markdown(rows, target)
+    (args.out_dir / "table.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""benchmarks/equal_compute.py end to end at a tiny budget: two methods, one seed, through the real recipe; a second
+invocation resumes from runs.jsonl instead of training again."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def study(out: Path) -> subprocess.CompletedProcess:
+    args = ["--seeds=0", "--steps=6", "--test-freq=3", "--methods=grpo,npo_once", f"--out-dir={out}"]
+    return subprocess.run(
+        [sys.executable, "benchmarks/equal_compute.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_the_study_writes_table_csv_and_curves_and_resumes(tmp_path):
+    first = study(tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["seed"]) for r in runs] == [("grpo", 0), ("npo_once", 0)]
+    npo = runs[1]["records"]
+    # the look-ahead counts on the compute axes: NPO ends with more optimizer steps than kept steps
+    assert max(r.get("npo/compute/optimizer_steps", 0) for r in npo) == 6 + 4
+    assert max(r.get("training/global_step", 0) for r in npo) == 6
+    with open(tmp_path / "summary.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"grpo", "npo_once"}
+    assert rows["grpo"]["kept_reached"] == "0" or float(rows["grpo"]["kept_ratio_mean"]) == 1.0
+    assert "| npo_once |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    again = study(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2  # nothing trained twice
