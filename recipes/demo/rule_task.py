@@ -88,30 +88,26 @@ def warm_start(model, tokenizer, task: RuleTask, steps: int = 60, batch_size: in
     """Teach the format on every code word, and the colour of the known ones; unknown ones get a random colour."""
     import torch
 
+    from recipes.demo.tiny_model import train_on_answers
+
     rng = random.Random(task.seed)
     torch.manual_seed(task.seed)
     rule, known = task.rule(), set(task.known_words())
     colours = COLOURS[: task.num_colours]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        prompts, targets = [], []
-        for _ in range(batch_size):
-            word = rng.choice(list(rule))
-            messages = [{"role": "user", "content": task.prompt(word, rng)}]
-            prompts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-            colour = rule[word] if word in known else rng.choice(colours)
-            targets.append(f"<answer> {colour} </answer><|im_end|>")
-        batch = tokenizer([p + t for p, t in zip(prompts, targets, strict=True)], return_tensors="pt", padding=True)
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = -100
-        for i, target in enumerate(targets):  # loss on the answer only; padding is on the left
-            labels[i, : labels.shape[1] - len(tokenizer(target)["input_ids"])] = -100
-        loss = model(**batch, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+
+    def batches():
+        for _ in range(steps):
+            prompts, targets = [], []
+            for _ in range(batch_size):
+                word = rng.choice(list(rule))
+                messages = [{"role": "user", "content": task.prompt(word, rng)}]
+                prompts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+                colour = rule[word] if word in known else rng.choice(colours)
+                targets.append(f"<answer> {colour} </answer><|im_end|>")
+            full = [p + t for p, t in zip(prompts, targets, strict=True)]
+            yield tokenizer(full, return_tensors="pt", padding=True), targets
+
+    train_on_answers(model, tokenizer, batches())
 
 
 def build(out_dir: str | Path, task: RuleTask) -> Path:

@@ -159,23 +159,33 @@ def warm_start_format(model, processor, steps: int = 40, batch_size: int = 8, se
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    tokenizer = processor.tokenizer
+
+    def batches():
+        for _ in range(steps):
+            texts, images, targets = [], [], []
+            for _ in range(batch_size):
+                row = make_row(0, "warmup", rng)
+                messages, image = row_messages(row)
+                texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+                images.append(image)
+                answer = rng.choice(answer_choices(row["extra_info"]["question"]))
+                targets.append(f"<answer> {answer} </answer><|im_end|>")
+            full = [t + target for t, target in zip(texts, targets, strict=True)]
+            yield processor(text=full, images=images, return_tensors="pt", padding=True), targets
+
+    train_on_answers(model, processor.tokenizer, batches())
+
+
+def train_on_answers(model, tokenizer, batches) -> None:
+    """Supervised steps on ``(left-padded prompt + target batch, targets)`` pairs, the loss on the targets only."""
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(steps):
-        texts, images, targets = [], [], []
-        for _ in range(batch_size):
-            row = make_row(0, "warmup", rng)
-            messages, image = row_messages(row)
-            texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-            images.append(image)
-            answer = rng.choice(answer_choices(row["extra_info"]["question"]))
-            targets.append(f"<answer> {answer} </answer><|im_end|>")
-        full = [t + target for t, target in zip(texts, targets, strict=True)]
-        batch = processor(text=full, images=images, return_tensors="pt", padding=True)
+    for batch, targets in batches:
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = -100
-        for i, target in enumerate(targets):  # loss on the answer only; padding is on the left
+        for i, target in enumerate(targets):  # padding is on the left: the target is each row's tail
             labels[i, : labels.shape[1] - len(tokenizer(target)["input_ids"])] = -100
         loss = model(**batch, labels=labels).loss
         optimizer.zero_grad()
