@@ -28,10 +28,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from recipes.demo.rule_task import RuleTask, build
 
-from recipes.demo.rule_task import RuleTask, build  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HELD_OUT = "val-core/hidden_rule/acc/mean@4"
 AXES = {"kept": "kept optimizer steps", "total": "all optimizer steps", "tokens": "generated tokens"}
