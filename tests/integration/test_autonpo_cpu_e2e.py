@@ -17,6 +17,7 @@ OVERRIDES = [
     "npo.mode=auto",
     "npo.auto.max_interventions=1",
     "npo.guide_n=32",
+    "npo.auto.probe_k=16",  # 16 samples per probe prompt: a candidate that solves a prompt at all is seen (Q > 0)
     "trainer.total_training_steps=5",
     "trainer.save_freq=2",
 ]
