@@ -1,7 +1,7 @@
 """Does NPO pay for its look-ahead? GRPO, NPO and AutoNPO on the hidden-rule task at equal compute, 3 seeds.
 
     python benchmarks/equal_compute.py [--out-dir outputs/equal_compute] [--seeds 0,1,2] [--steps 40]
-                                       [--methods grpo,npo_once,npo_repeated,autonpo,luffy]
+                                       [--methods grpo,npo_once,...]  (default: every method)
 
 Every run goes through the real recipe (``recipes.npo.main_npo``: ``RayNPOTrainer``, the FSDP actor, the in-worker
 rollout, the ``verifiers`` reward) on ``recipes/demo/rule_task.py``; per seed the task (rule, warm start, data) is
@@ -45,23 +45,23 @@ CPU_ENV = {
 }
 
 
-def interventions(starts: list[int], delta: int) -> str:
-    return "npo.interventions=[" + ",".join(f"{{at_step:{s},delta:{delta},window:{delta}}}" for s in starts) + "]"
+def interventions(starts: list[int], delta: int, window: int | None = None) -> str:
+    window = window or delta
+    return "npo.interventions=[" + ",".join(f"{{at_step:{s},delta:{delta},window:{window}}}" for s in starts) + "]"
 
 
 def methods(steps: int) -> dict[str, list[str]]:
-    """Hydra overrides per method; NPO's windows are Δ = W = 4 (our choice for a 40-step run)."""
+    """Hydra overrides per method; NPO's windows are Δ = W = 4 (our choice for a 40-step run). The ``npo_cheap_*``
+    variants are repeated NPO with one cheaper-collection option each, same forks, same seeds."""
     delta = 4
+    forks = list(range(0, steps - delta, 2 * delta))
+    # V is not measured in repeated NPO: on this text-only task verl's micro-batch chunking of the top-k forward
+    # failed at the fifth fork (README, known limitations); V does not enter any axis of this study
+    repeated = ["npo.enable=true", "npo.v_samples=0", interventions(forks, delta)]
     return {
         "grpo": ["npo.enable=false"],
         "npo_once": ["npo.enable=true", interventions([0], delta)],
-        # V is not measured in repeated NPO: on this text-only task verl's micro-batch chunking of the top-k forward
-        # failed at the fifth fork (README, known limitations); V does not enter any axis of this study
-        "npo_repeated": [
-            "npo.enable=true",
-            "npo.v_samples=0",
-            interventions(list(range(0, steps - delta, 2 * delta)), delta),
-        ],
+        "npo_repeated": repeated,
         "autonpo": [
             "npo.enable=true",
             "npo.mode=auto",
@@ -82,6 +82,14 @@ def methods(steps: int) -> dict[str, list[str]]:
             "algorithm.norm_adv_by_std_in_grpo=false",
             "actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided",
         ],
+        # guides only for the prompts whose look-ahead group was below the gate
+        "npo_cheap_skip": [*repeated, "npo.collect_skip_expected_passes=true"],
+        # ... and a verified look-ahead response as the guide where there is one: only look-ahead failures sampled
+        "npo_cheap_reuse": [*repeated, "npo.collect_skip_expected_passes=true", "npo.collect_reuse_lookahead=true"],
+        # guide_n = 8 in rounds of 2, a prompt stops at its first verified guide
+        "npo_cheap_early": [*repeated, "npo.guide_round_n=2"],
+        # half the window: 2 guided steps (and 2 window batches sampled) per look-ahead of 4
+        "npo_cheap_window": ["npo.enable=true", "npo.v_samples=0", interventions(forks, delta, window=delta // 2)],
     }
 
 
@@ -164,6 +172,10 @@ def summarise(runs: list[dict], target: float) -> list[dict]:
             row[f"{axis}_ratio_mean"] = statistics.fmean(ratios) if ratios else math.nan
             row[f"{axis}_ratio_sd"] = _sd(ratios)
             row[f"{axis}_reached"] = len(ratios)
+        for axis in ("total", "tokens"):  # what the whole run spent, as a multiple of GRPO's (same seed)
+            spent = [by_key[(method, s)][f"reward_{axis}"][-1] / by_key[("grpo", s)][f"reward_{axis}"][-1]
+                     for s in seeds if ("grpo", s) in by_key]  # fmt: skip
+            row[f"{axis}_spent_mean"] = statistics.fmean(spent) if spent else math.nan
         rows.append(row)
     return rows
 
@@ -205,15 +217,17 @@ def markdown(rows: list[dict], target: float) -> str:
         f"target: held-out accuracy {target:.3f} (90 % of GRPO's final); ratio = GRPO's / the method's "
         "steps-to-target (> 1: faster), mean ± sd over the seeds where both reached it (count in brackets)",
         "",
-        "| method | kept steps | all optimizer steps | generated tokens | final held-out accuracy |",
-        "|---|---|---|---|---|",
+        "| method | kept steps | all optimizer steps | generated tokens | final held-out accuracy "
+        "| run's optimizer steps / tokens vs GRPO |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
             f"{r[f'{a}_ratio_mean']:.2f} ± {r[f'{a}_ratio_sd']:.2f} ({r[f'{a}_reached']}/{r['seeds']})" for a in AXES
         ]
         final = f"{r['final_acc_mean']:.3f} ± {r['final_acc_sd']:.3f}"
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {final} |")
+        spent = f"{r['total_spent_mean']:.2f}× / {r['tokens_spent_mean']:.2f}×"
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {final} | {spent} |")
     return "\n".join(lines)
 
 
@@ -223,7 +237,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=40, help="kept optimizer steps per run")
     parser.add_argument("--test-freq", type=int, default=4, help="held-out evaluation every this many kept steps")
-    parser.add_argument("--methods", default="grpo,npo_once,npo_repeated,autonpo,luffy")
+    parser.add_argument("--methods", default=",".join(methods(40)))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     table = methods(args.steps)

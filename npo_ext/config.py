@@ -121,6 +121,13 @@ class NPOConfig:
     guide_min_acc: float = 1.0
     guide_select: str = "first"
     max_guides_per_prompt: int = 1
+    # Our options to make collection cheaper (off by default; see npo_ext/lookahead_reuse.py and the README's
+    # equal-compute study). Sample guides in rounds of `guide_round_n` per prompt, dropping a prompt once it has
+    # `max_guides_per_prompt` verified guides (0: all `guide_n` in one round). Skip prompts whose look-ahead group
+    # passed the gate; give a prompt a verified-correct look-ahead response as its guide instead of sampling it.
+    guide_round_n: int = 0
+    collect_skip_expected_passes: bool = False
+    collect_reuse_lookahead: bool = False
     # Our choice: Q is pass@k, k = min(q_k, samples drawn), from the unbiased estimator over the guide's samples, so
     # `guide_n` does not move it as long as it is >= q_k.
     q_k: int = 4
@@ -151,6 +158,8 @@ class NPOConfig:
         for name in ("slots_per_group", "guide_n", "max_guides_per_prompt"):
             if getattr(self, name) < 1:
                 raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.guide_round_n <= self.guide_n:
+            raise NPOConfigError(f"npo.guide_round_n must be in [0, guide_n={self.guide_n}], got {self.guide_round_n}")
         if not 0.0 < self.guide_min_acc <= 1.0:
             raise NPOConfigError(f"npo.guide_min_acc must be in (0, 1], got {self.guide_min_acc}")
         if self.mode not in MODES:

@@ -27,6 +27,8 @@ Layout under ``state_dir``::
     fork_<T>/guide/actor/            θ_{T+Δ}, kept until the rollback is done
     fork_<T>/samples/                every sampled guide response (correct or not) with the guide's top-k log-probs,
                                      for V; deleted after the rollback measured it
+    fork_<T>/lookahead/batch_<i>.json  what the look-ahead's rollout saw of window batch i, when a collection option
+                                     uses it (npo_ext.lookahead_reuse); deleted after the rollback
     fork_<T>/pool/batch_<i>.json     guides for window batch i (kept: checkpoints of the window refer to them)
 """
 
@@ -184,6 +186,9 @@ class ForkManager:
 
     def samples_dir(self, iv: Intervention) -> Path:
         return self.fork_dir(iv) / "samples"
+
+    def lookahead_dir(self, iv: Intervention) -> Path:
+        return self.fork_dir(iv) / "lookahead"
 
     def candidate_dir(self, iv: Intervention, delta: int) -> Path:
         return self.fork_dir(iv) / f"candidate_{delta:04d}"
@@ -400,7 +405,7 @@ class ForkManager:
         """After a rollback: the snapshot, the guide weights and the V samples are no longer needed."""
         if iv.window == 0:
             self._persist(ForkState())
-        for name in ("snapshot", "guide", "samples"):
+        for name in ("snapshot", "guide", "samples", "lookahead"):
             shutil.rmtree(self.fork_dir(iv) / name, ignore_errors=True)
 
     def _collect(self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float]) -> None:
@@ -433,7 +438,7 @@ class ForkManager:
         if not self.state_dir.is_dir():
             return
         for fork in self.state_dir.glob("fork_*"):
-            for stale in ("snapshot", "guide", "samples", "candidate_*", "probe_*"):
+            for stale in ("snapshot", "guide", "samples", "lookahead", "candidate_*", "probe_*"):
                 for path in fork.glob(stale):
                     if path.is_dir():
                         shutil.rmtree(path, ignore_errors=True)

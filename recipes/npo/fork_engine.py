@@ -29,6 +29,8 @@ from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
 from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
+from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
+from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
 from npo_ext.signals import chi2_second_moment_topk, estimate_q
@@ -117,7 +119,8 @@ class VerlForkEngine:
         v_rows = math.ceil(self.trainer.npo.v_samples / max(first_batch + num_batches, 1))
         for index, batch_dict in enumerate(batches):
             if index >= first_batch:
-                yield index, self._collect_batch(batch_dict, guide_step, samples_dir / f"batch_{index:05d}.pt", v_rows)
+                samples_path = samples_dir / f"batch_{index:05d}.pt"
+                yield index, self._collect_batch(batch_dict, index, guide_step, samples_path, v_rows)
 
     def sample(self, gen_batch: DataProto, n: int) -> DataProto:
         """``n`` responses per prompt from the actor's current weights (the replicas are woken with them, then put
@@ -135,31 +138,90 @@ class VerlForkEngine:
         trainer.record_guide_sampling(output)
         return output
 
+    def verified_responses(self, output: DataProto) -> list[tuple[tuple[int, ...], float, bool]]:
+        """Per generated row: its response ids, its score, and whether it is verified-correct (judged correct *and*
+        complete: it ended with an EOS id, not truncated)."""
+        npo = self.trainer.npo
+        acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64)
+        scores = output.batch["rm_scores"].sum(-1).tolist()
+        lengths = output.batch["response_mask"].sum(-1).tolist()
+        eos = self.trainer.eos_token_ids
+        rows = []
+        for r in range(len(output)):
+            ids = tuple(output.batch["responses"][r, : int(lengths[r])].tolist())
+            rows.append((ids, float(scores[r]), bool(acc[r] >= npo.guide_min_acc and ids and ids[-1] in eos)))
+        return rows
+
     def _collect_batch(
-        self, batch_dict: dict, guide_step: int, samples_path: Path, v_rows: int
+        self, batch_dict: dict, batch_index: int, guide_step: int, samples_path: Path, v_rows: int
     ) -> dict[str, PromptGuides]:
         trainer, npo = self.trainer, self.trainer.npo
         batch = DataProto.from_single_dict(batch_dict)
         batch.non_tensor_batch["uid"] = new_uids(len(batch))
         keys = trainer.prompt_keys(batch.non_tensor_batch)
         check_one_prompt_per_key(keys, batch.non_tensor_batch["uid"], npo.prompt_key)
-        output = self.sample(trainer._get_gen_batch(batch), npo.guide_n)
-        self.store_v_samples(output, samples_path, v_rows)
+        seen = None
+        if npo.collect_skip_expected_passes or npo.collect_reuse_lookahead:
+            seen = load_batch(trainer.fork_manager.lookahead_dir(trainer.fork_manager.state.intervention), batch_index)
+        plan = plan_collection(
+            keys,
+            seen,
+            npo.gate,
+            skip_expected_passes=npo.collect_skip_expected_passes,
+            reuse_lookahead=npo.collect_reuse_lookahead,
+            max_guides=npo.max_guides_per_prompt,
+        )
+        sampled = self._sample_guides(batch, plan.sample, guide_step, samples_path, v_rows)
+        trainer.add_collect_metrics(len(plan.sample), len(plan.reused), len(plan.skipped))
+        entries = {**plan.reused, **{keys[p]: entry for p, entry in sampled.items()}}
+        return {key: entries[key] for key in keys if key in entries}
 
-        acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64)
-        scores = output.batch["rm_scores"].sum(-1).tolist()
-        lengths = output.batch["response_mask"].sum(-1).tolist()
-        eos = trainer.eos_token_ids
-        entries: dict[str, PromptGuides] = {}
-        for prompt, key in enumerate(keys):
-            rows = range(prompt * npo.guide_n, (prompt + 1) * npo.guide_n)
-            ids = {r: output.batch["responses"][r, : int(lengths[r])].tolist() for r in rows}
-            # verified-correct = judged correct *and* a complete trajectory (ended with an EOS id, not truncated)
-            correct = [r for r in rows if acc[r] >= npo.guide_min_acc and ids[r] and ids[r][-1] in eos]
-            keep = select_guides([ids[r] for r in correct], npo.guide_select, npo.max_guides_per_prompt)
-            samples = [GuideSample(tuple(ids[correct[i]]), float(scores[correct[i]]), guide_step) for i in keep]
-            entries[key] = PromptGuides(num_samples=npo.guide_n, num_correct=len(correct), samples=samples)
+    def _sample_guides(
+        self, batch: DataProto, positions: list[int], guide_step: int, samples_path: Path, v_rows: int
+    ) -> dict[int, PromptGuides]:
+        """Sample the prompts at ``positions``: ``guide_n`` each, or in rounds of ``guide_round_n`` until a prompt has
+        ``max_guides_per_prompt`` verified-correct samples (early stopping)."""
+        trainer, npo = self.trainer, self.trainer.npo
+        per_round = npo.guide_round_n or npo.guide_n
+        drawn: dict[int, list[tuple[tuple[int, ...], float, bool]]] = {p: [] for p in positions}
+        gen_batch = trainer._get_gen_batch(batch)
+        pending, first_round = list(positions), True
+        while pending:
+            k = min(per_round, npo.guide_n - len(drawn[pending[0]]))
+            output = self.sample(gen_batch if len(pending) == len(gen_batch) else gen_batch[pending], k)
+            if first_round:  # V: the first round's responses
+                self.store_v_samples(output, samples_path, v_rows)
+                first_round = False
+            rows = self.verified_responses(output)
+            for j, position in enumerate(pending):
+                drawn[position] += rows[j * k : (j + 1) * k]
+            pending = [
+                p
+                for p in pending
+                if len(drawn[p]) < npo.guide_n and sum(ok for *_, ok in drawn[p]) < npo.max_guides_per_prompt
+            ]
+        entries = {}
+        for position, rows in drawn.items():
+            correct = [(ids, score) for ids, score, ok in rows if ok]
+            keep = select_guides([ids for ids, _ in correct], npo.guide_select, npo.max_guides_per_prompt)
+            samples = [GuideSample(correct[i][0], correct[i][1], guide_step) for i in keep]
+            entries[position] = PromptGuides(num_samples=len(rows), num_correct=len(correct), samples=samples)
         return entries
+
+    def record_lookahead(self, prompts: DataProto, output: DataProto, batch_index: int) -> None:
+        """Keep what a look-ahead step's rollout saw of window batch ``batch_index`` (``npo_ext.lookahead_reuse``)."""
+        n = self.trainer.config.actor_rollout_ref.rollout.n
+        keys = self.trainer.prompt_keys(prompts.non_tensor_batch)
+        rows = self.verified_responses(output)
+        step = self.trainer.global_steps - 1  # the weights that generated this batch
+        groups = {}
+        for start in range(0, len(keys), n):
+            group = rows[start : start + n]
+            correct = [GuideSample(ids, score, step, provenance=LOOKAHEAD) for ids, score, ok in group if ok]
+            acc = np.asarray(output.non_tensor_batch[self.trainer.npo.acc_key][start : start + n], dtype=np.float64)
+            groups[keys[start]] = LookaheadGroup(float(acc.mean()), len(group), correct)
+        fork_manager = self.trainer.fork_manager
+        write_batch(fork_manager.lookahead_dir(fork_manager.state.intervention), batch_index, groups)
 
     # --- V: the guide's top-k now, the current policy's log-probs on those ids after the rollback --------------------
 

@@ -251,6 +251,9 @@ class RayNPOTrainer(RayPPOTrainer):
             onpolicy = on_policy_metrics(output, self.npo.acc_key)
             self._pending_metrics.update(onpolicy)
             self._onpolicy_score = onpolicy["npo/onpolicy/score_mean"]
+        if lookahead and (self.npo.collect_skip_expected_passes or self.npo.collect_reuse_lookahead):
+            window_batch = self.global_steps - self.fork_manager.state.intervention.at_step - 1
+            self.fork_engine.record_lookahead(prompts, output, window_batch)
         generated_by_current = not lookahead or self.global_steps == self.fork_manager.state.intervention.at_step + 1
         if self.auto is not None and generated_by_current:
             self.auto.observe_prompts(self.global_steps, self._group_accuracies(prompts, output))
@@ -272,6 +275,12 @@ class RayNPOTrainer(RayPPOTrainer):
         stop or kill before the next update must not lose it)."""
         self.compute.guide_tokens += int(output.batch["response_mask"].sum())
         self.compute.save(self.compute_path)
+
+    def add_collect_metrics(self, sampled: int, reused: int, skipped: int) -> None:
+        """Per window batch collected: prompts sampled from the guide, given a look-ahead guide, or skipped."""
+        for name, count in (("sampled", sampled), ("reused", reused), ("skipped", skipped)):
+            key = f"npo/collect/{name}_prompts"
+            self._pending_metrics[key] = self._pending_metrics.get(key, 0.0) + count
 
     def guidance_source(self) -> GuidanceSource | None:
         """Where this training batch's guides come from: the teacher traces (every step), or the near-future pool

@@ -16,7 +16,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def study(out: Path) -> subprocess.CompletedProcess:
-    args = ["--seeds=0", "--steps=6", "--test-freq=3", "--methods=grpo,npo_once", f"--out-dir={out}"]
+    args = ["--seeds=0", "--steps=6", "--test-freq=3", "--methods=grpo,npo_cheap_reuse", f"--out-dir={out}"]
     return subprocess.run(
         [sys.executable, "benchmarks/equal_compute.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
@@ -26,16 +26,22 @@ def test_the_study_writes_table_csv_and_curves_and_resumes(tmp_path):
     first = study(tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
-    assert [(r["method"], r["seed"]) for r in runs] == [("grpo", 0), ("npo_once", 0)]
+    assert [(r["method"], r["seed"]) for r in runs] == [("grpo", 0), ("npo_cheap_reuse", 0)]
     npo = runs[1]["records"]
     # the look-ahead counts on the compute axes: NPO ends with more optimizer steps than kept steps
     assert max(r.get("npo/compute/optimizer_steps", 0) for r in npo) == 6 + 4
     assert max(r.get("training/global_step", 0) for r in npo) == 6
+    # the cheap collection saw the look-ahead: every prompt of the 4 window batches x 8 prompts is accounted for,
+    # and a prompt is only sampled when the look-ahead found no verified response for it
+    collected = next(r for r in npo if "npo/collect/sampled_prompts" in r)
+    counts = [collected[f"npo/collect/{k}_prompts"] for k in ("sampled", "reused", "skipped")]
+    assert sum(counts) == 4 * 8, counts
+    assert collected["npo/compute/guide_tokens"] <= counts[0] * 8 * 12, "guide_n 8, at most 12 tokens per response"
     with open(tmp_path / "summary.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"grpo", "npo_once"}
+    assert set(rows) == {"grpo", "npo_cheap_reuse"}
     assert rows["grpo"]["kept_reached"] == "0" or float(rows["grpo"]["kept_ratio_mean"]) == 1.0
-    assert "| npo_once |" in (tmp_path / "table.md").read_text()
+    assert "| npo_cheap_reuse |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
 
     again = study(tmp_path)

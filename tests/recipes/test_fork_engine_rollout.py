@@ -75,8 +75,8 @@ class Actor:
 class Rollout:
     """The agent-loop manager: generation needs awake replicas and a batch that splits evenly over the workers."""
 
-    def __init__(self, replicas, num_workers, solved_by):
-        self.replicas, self.num_workers, self.solved_by = replicas, num_workers, solved_by
+    def __init__(self, replicas, num_workers, solves):
+        self.replicas, self.num_workers, self.solves = replicas, num_workers, solves
         self.calls = []
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -87,7 +87,7 @@ class Rollout:
         kind = prompts.meta_info.get("kind", "guide")
         self.calls.append((kind, self.replicas.weights, prompts.non_tensor_batch["index"].tolist()))
         n = len(prompts)
-        solved = self.replicas.weights == self.solved_by
+        solved = [self.solves(self.replicas.weights, int(i)) for i in prompts.non_tensor_batch["index"]]
         # every other sample stops on the generation config's second EOS id, as vLLM does
         responses = torch.tensor([[7, EOS if row % 2 else OTHER_EOS, PAD] for row in range(n)])
         out = DataProto.from_dict(
@@ -96,7 +96,7 @@ class Rollout:
                 "response_mask": torch.tensor([[1, 1, 0]] * n),
                 "rm_scores": torch.zeros(n, 3),
             },
-            non_tensors={"acc": np.full(n, float(solved)), "score": np.full(n, float(solved))},
+            non_tensors={"acc": np.array(solved, dtype=float), "score": np.array(solved, dtype=float)},
         )
         out.meta_info["reward_extra_keys"] = ["acc", "score"]
         return out
@@ -112,7 +112,13 @@ def collate(rows):
     }
 
 
-def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a", "b")):
+def solved_by_near_future(weights, index):
+    return weights == "w2"
+
+
+def make_trainer(
+    tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a", "b"), solves=solved_by_near_future, **npo
+):
     iv = Intervention(at_step=0, delta=2, window=2)
     trainer = RayNPOTrainer.__new__(RayNPOTrainer)
     trainer.config = OmegaConf.create(
@@ -123,13 +129,13 @@ def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a
             "trainer": {"default_local_dir": str(tmp_path / "ckpt"), "save_freq": 5},
         }
     )
-    trainer.npo = NPOConfig(interventions=(iv,), guide_n=guide_n, v_samples=0)
+    trainer.npo = NPOConfig(interventions=(iv,), guide_n=guide_n, v_samples=0, **npo)
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS, OTHER_EOS)
     trainer.actor_rollout_wg = Actor()
     trainer.checkpoint_manager = Replicas(trainer.actor_rollout_wg)
     trainer.actor_rollout_wg.replicas = trainer.checkpoint_manager
-    trainer.rollout = Rollout(trainer.checkpoint_manager, num_workers, solved_by="w2")
+    trainer.rollout = Rollout(trainer.checkpoint_manager, num_workers, solves)
     trainer.auto = None
     trainer.fork_manager = ForkManager(trainer.npo.interventions, tmp_path / "npo")
     trainer.fork_engine = VerlForkEngine(trainer)
@@ -151,14 +157,15 @@ def make_trainer(tmp_path, monkeypatch, *, num_workers=2, guide_n=2, sources=("a
 
 
 def toy_fit(trainer, total_steps):
-    """verl 0.9.1 fit()'s order of rollout calls: wake, then per step generate, sleep, update, (save), wake."""
+    """verl 0.9.1 fit()'s order of rollout calls: wake, then per step generate (seen by the trainer, as through its
+    rollout wrapper), sleep, update, (save), wake."""
     replicas, steps = trainer.checkpoint_manager, []
     trainer.global_steps = 0
     replicas.update_weights(trainer.global_steps)
     trainer.global_steps = 1
     for batch_dict in trainer.train_dataloader:
         batch = DataProto.from_single_dict(batch_dict, meta_info={"kind": "train"}).repeat(ROLLOUT_N, interleave=True)
-        trainer.rollout.generate_sequences(batch)
+        trainer.record_rollout(batch, trainer.rollout.generate_sequences(batch))
         steps.append((trainer.global_steps, trainer.fork_manager.phase.value, replicas.weights))
         replicas.sleep_replicas()
         trainer.actor_rollout_wg.train()
@@ -213,3 +220,53 @@ def test_two_prompts_with_one_key_stop_the_collection(tmp_path, monkeypatch, sou
     trainer.npo = replace(trainer.npo, prompt_key=("data_source",))
     with pytest.raises(DuplicatePromptKeyError, match=message):
         toy_fit(trainer, total_steps=3)
+
+
+def guide_calls(trainer):
+    """The prompt indices each guide-sampling call generated for (one entry per generated row)."""
+    return [index for kind, _, index in trainer.rollout.calls if kind == "guide"]
+
+
+def solved_always_or_by_near_future(weights, index):
+    return index == 0 or weights == "w2"
+
+
+def test_a_prompt_the_lookahead_solved_takes_its_response_as_guide(tmp_path, monkeypatch):
+    trainer, _ = make_trainer(
+        tmp_path, monkeypatch, solves=solved_always_or_by_near_future, collect_reuse_lookahead=True
+    )
+    toy_fit(trainer, total_steps=3)
+    assert guide_calls(trainer) == [[1, 1], [2, 2, 3, 3]], "prompt 0 was solved in the look-ahead: not sampled"
+    pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    reused = pool.get("a/0")
+    assert (reused.num_samples, reused.num_correct) == (ROLLOUT_N, ROLLOUT_N)
+    assert [(s.provenance, s.source_step) for s in reused.samples] == [("lookahead", 0)], "written by θ_0"
+    assert {pool.guides(k)[0].provenance for k in ("b/1", "a/2", "b/3")} == {"near_future"}
+    assert not (trainer.fork_manager.fork_dir(trainer.npo.interventions[0]) / "lookahead").exists()
+
+
+def test_a_prompt_expected_to_pass_the_gate_is_not_sampled(tmp_path, monkeypatch):
+    trainer, _ = make_trainer(
+        tmp_path, monkeypatch, solves=solved_always_or_by_near_future, collect_skip_expected_passes=True
+    )
+    toy_fit(trainer, total_steps=3)
+    assert guide_calls(trainer) == [[1, 1], [2, 2, 3, 3]]
+    pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    assert sorted(pool.keys()) == ["a/2", "b/1", "b/3"], "the skipped prompt has no entry (no guide, no Q)"
+    metrics = trainer._pending_metrics  # toy_fit runs no actor update, which would hand them to the logger
+    assert (metrics["npo/collect/sampled_prompts"], metrics["npo/collect/skipped_prompts"]) == (3, 1)
+
+
+def test_early_stopping_samples_a_prompt_until_it_has_a_guide(tmp_path, monkeypatch):
+    def solves(weights, index):  # prompt 3 is never solved
+        return weights == "w2" and index != 3
+
+    trainer, _ = make_trainer(tmp_path, monkeypatch, guide_n=3, guide_round_n=1, solves=solves)
+    toy_fit(trainer, total_steps=3)
+    # one sample each per round (padded to the 2 agent-loop workers); prompt 3 goes on until guide_n = 3
+    assert guide_calls(trainer) == [[0, 1], [2, 3], [3, 3], [3, 3]]
+    pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    assert {k: (pool.get(k).num_samples, pool.get(k).num_correct) for k in pool.keys()} == {
+        "a/0": (1, 1), "b/1": (1, 1), "a/2": (1, 1), "b/3": (3, 0)
+    }  # fmt: skip
+    assert trainer.compute.guide_tokens == (2 + 2 + 1 + 1) * 2, "padding rows are not counted"
