@@ -253,31 +253,48 @@ def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
             )
 
 
-GUIDANCE_SOURCES = ("near_future", "teacher")
+GUIDANCE_SOURCES = ("near_future", "teacher", "experience_file")
 LOSS_SHAPINGS = ("none", "luffy")
+MIXINGS = ("replace", "append")
 
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """The ``guidance:`` section: where guide trajectories come from and how their tokens are trained. NPO is the
-    default; the baseline recipes (recipes/luffy) differ from it only here."""
+    """The ``guidance:`` section: where guide trajectories come from, how they enter a group and how their tokens are
+    trained. NPO is the default; the baseline recipes (recipes/luffy, recipes/rlep) differ from it only here."""
 
-    # near_future: NPO's forks (npo.*); teacher: a trace stored with the prompt in extra_info[teacher_field] (LUFFY)
+    # near_future: NPO's forks (npo.*); teacher: a trace stored with the prompt in extra_info[teacher_field] (LUFFY);
+    # experience_file: an earlier run's verified-correct responses, written by recipes/rlep/collect.py (RLEP)
     source: str = "near_future"
     # true: only groups whose on-policy accuracy is below npo.gate get npo.slots_per_group guide slots (NPO);
     # false: every group does (LUFFY: 7 on-policy + 1 teacher trace)
     gated: bool = True
+    # replace: guides overwrite generated slots; append: rollout.n = G + M, a prompt with m <= M = npo.slots_per_group
+    # guides gets G + M - m generated responses and m guides, advantages over all G + M (RLEP; needs gated=false)
+    mixing: str = "replace"
     # loss on guide tokens: none (the backbone's clipped loss, NPO) | luffy (−A·p/(p+γ), unclipped; needs
     # actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided)
     loss_shaping: str = "none"
     gamma: float = 0.1
     teacher_field: str = "teacher_response"
+    # source=experience_file: the file, and the seed of the draws from it (the draw state is saved with checkpoints)
+    experience_file: str = ""
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in GUIDANCE_SOURCES:
             raise NPOConfigError(f"guidance.source must be one of {GUIDANCE_SOURCES}, got {self.source!r}")
         if self.loss_shaping not in LOSS_SHAPINGS:
             raise NPOConfigError(f"guidance.loss_shaping must be one of {LOSS_SHAPINGS}, got {self.loss_shaping!r}")
+        if self.mixing not in MIXINGS:
+            raise NPOConfigError(f"guidance.mixing must be one of {MIXINGS}, got {self.mixing!r}")
+        if self.mixing == "append" and self.gated:
+            raise NPOConfigError(
+                "guidance.mixing=append decides before generation which rows are guides, so it cannot gate on the "
+                "group's accuracy: set guidance.gated=false"
+            )
+        if self.source == "experience_file" and not self.experience_file:
+            raise NPOConfigError("guidance.source=experience_file needs guidance.experience_file (a path)")
         if self.gamma <= 0:
             raise NPOConfigError(f"guidance.gamma must be > 0, got {self.gamma}")
 

@@ -5,6 +5,9 @@ This is the whole of NPO's change to a GRPO step. The batch keeps its size; one 
 group whose *on-policy* accuracy is below the gate is overwritten in place with a guide response, its reward is
 recomputed, and it is marked in ``is_guide``. The RL objective is untouched: the guide row goes through the same
 old-log-prob, advantage and clipped-loss path as every other row, with no importance-sampling correction.
+
+RLEP appends instead of replacing (:func:`generate_with_appended_guides`): its groups are G fresh responses plus M
+replays, so the run's ``rollout.n`` is G + M and the M replay rows are never generated.
 """
 
 from __future__ import annotations
@@ -111,6 +114,67 @@ def inject_guidance(
 
     batch.batch[IS_GUIDE] = is_guide
     return {f"npo/inject/{k}": float(v) for k, v in counts.items()}
+
+
+def generate_with_appended_guides(
+    prompts: DataProto,
+    generate: Callable[[DataProto], DataProto],
+    source: GuidanceSource,
+    prompt_keys: Sequence[str],
+    per_group: int,
+    *,
+    max_response_length: int,
+    eos_token_ids: Sequence[int],
+    pad_token_id: int,
+    reward_fn: RewardFn,
+) -> tuple[DataProto, dict[str, float]]:
+    """Append up to ``per_group`` guides to each group (RLEP); returns the full batch and ``npo/inject/*`` metrics.
+
+    ``prompts`` holds rollout.n = G + M rows per group (``uid``). A prompt for which the source has m ≤ M guides that
+    fit the response budget gets G + M − m generated responses and m guide rows, so every group keeps rollout.n rows
+    and advantages are taken over all of them. Only the rows to generate are passed to ``generate``; a guide row
+    starts as a copy of its group's first generated row (prompt, images, positions) whose response is then written.
+    """
+    nt = prompts.non_tensor_batch
+    if len(prompt_keys) != len(prompts):
+        raise ValueError(f"got {len(prompt_keys)} prompt keys for a batch of {len(prompts)} rows")
+    to_generate: list[int] = []
+    guide_of_row: dict[int, list[int]] = {}
+    first_of_row: dict[int, int] = {}
+    counts = dict(groups=0, below_gate=0, replaced=0, no_guide=0, guide_rows=0, skipped_no_room=0)
+    for rows in group_rows(nt["uid"]).values():
+        counts["groups"] += 1
+        counts["below_gate"] += 1  # ungated: every group is offered guides
+        offered = source.guides(prompt_keys[rows[0]], {key: values[rows[0]] for key, values in nt.items()})
+        fitting = [list(g.response_ids) for g in offered if _length_with_eos(g.response_ids, eos_token_ids) <=
+                   max_response_length]  # fmt: skip
+        counts["skipped_no_room"] += len(offered) - len(fitting)
+        guides = fitting[: min(per_group, len(rows) - 1)]
+        fresh = rows[: len(rows) - len(guides)]
+        to_generate += fresh
+        for row, ids in zip(rows[len(fresh) :], guides, strict=True):
+            guide_of_row[row], first_of_row[row] = ids, fresh[0]
+        counts["no_guide"] += int(not guides)
+        counts["replaced"] += int(bool(guides))
+        counts["guide_rows"] += len(guides)
+
+    generated = generate(prompts.select_idxs(to_generate))
+    position = {row: i for i, row in enumerate(to_generate)}
+    output = generated.select_idxs([position[first_of_row.get(row, row)] for row in range(len(prompts))])
+    for row, ids in guide_of_row.items():
+        if not _write_row(output, row, ids, eos_token_ids, pad_token_id, reward_fn):
+            raise ValueError(
+                f"a guide of {_length_with_eos(ids, eos_token_ids)} tokens does not fit the generated responses' "
+                f"width {output.batch['responses'].shape[1]} (max_response_length={max_response_length})"
+            )
+    is_guide = torch.zeros(len(output), dtype=torch.bool)
+    is_guide[list(guide_of_row)] = True
+    output.batch[IS_GUIDE] = is_guide
+    return output, {f"npo/inject/{k}": float(v) for k, v in counts.items()}
+
+
+def _length_with_eos(ids: Sequence[int], eos_token_ids: Sequence[int]) -> int:
+    return len(ids) + int(not ids or ids[-1] not in eos_token_ids)
 
 
 def _write_row(

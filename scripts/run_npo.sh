@@ -15,7 +15,7 @@ Where it runs:
   --local, or no Slurm                         run on this machine (verl starts its own Ray)
 
 Options (environment variable in brackets):
-  --recipe NAME        npo | grpo (recipes/NAME/config)                                     [RECIPE, default npo]
+  --recipe NAME        npo | grpo | luffy | rlep (recipes/NAME/config)                      [RECIPE, default npo]
   --config FILE        the recipe YAML to run (default recipes/NAME/config/NAME_trainer.yaml) [CONFIG]
   --demo               the tiny CPU config (NAME_cpu_demo.yaml), its model and data built locally; --local alone
                        implies it unless --config or MODEL_PATH is given
@@ -173,6 +173,12 @@ prepare_demo() {
   export NPO_DEMO_DIR=$OUT_DIR
   "$PYTHON" -m recipes.demo.tiny_model "$NPO_DEMO_DIR/model" >/dev/null
   "$PYTHON" -m recipes.demo.shapes_dataset "$NPO_DEMO_DIR/data" --train-size 64 --val-size 8 >/dev/null
+  if [[ $RECIPE == rlep && ! -s $NPO_DEMO_DIR/experience.jsonl ]]; then
+    # RLEP replays an earlier run's successes: on the demo, the demo model's own (written once, then reused)
+    echo "[run_npo] rlep: collecting $NPO_DEMO_DIR/experience.jsonl from the demo model"
+    "$PYTHON" -m recipes.rlep.collect --config-path "$(dirname "$CONFIG")" --config-name "$(basename "$CONFIG" .yaml)" \
+      ++ray_kwargs.ray_init.address=local "${OVERRIDES[@]}"
+  fi
 }
 
 entry_command() {

@@ -82,6 +82,13 @@ class VerlForkEngine:
         self._sleep_rollout()
         self.trainer.load_actor(directory / "actor", "guide checkpoint")
 
+    def use_weights(self, checkpoint: Path | None) -> None:
+        """Sample from a verl checkpoint folder's actor next (None: from what the actor holds); the replicas get the
+        weights at the next :meth:`sample`."""
+        self._sleep_rollout()
+        if checkpoint is not None:
+            self.trainer.load_actor(checkpoint / "actor", "checkpoint to sample from")
+
     def rollback(self, snapshot: Path, step: int) -> None:
         self._sleep_rollout()
         self.trainer.restore_folder(snapshot, step, what="fork snapshot")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from verl.single_controller.ray import RayClassWithInitArgs
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import Role
@@ -43,11 +44,13 @@ from verl.utils.model import get_generation_config
 from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
+from npo_ext.experience_file import ExperienceFileSource
 from npo_ext.fork import ForkManager, Phase
 from npo_ext.guidance import GuidanceSource, TeacherSource
 from npo_ext.injection import (
     InjectionSpec,
     align_guide_rollout_log_probs,
+    generate_with_appended_guides,
     guide_advantage_metrics,
     inject_guidance,
     on_policy_metrics,
@@ -66,6 +69,7 @@ from recipes.npo.replay_loader import ReplayableDataLoader
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_STATE_FILE = "npo_state.json"
+SOURCE_STATE_FILE = "guidance_source.json"
 COMPUTE_FILE = "compute.json"
 PHASE_CODES = {phase: float(i) for i, phase in enumerate(Phase)}
 OVERHEAD_KEY = "npo/time/step_overhead_s"
@@ -82,12 +86,14 @@ class GuidedRollout:
         return getattr(self.inner, name)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
-        output = self.inner.generate_sequences(prompts)
         if prompts.meta_info.get("validate", False):
-            return output
+            return self.inner.generate_sequences(prompts)
+        source = self.trainer.guidance_source()
+        if source is not None and self.trainer.guidance.mixing == "append":
+            return self.trainer.generate_appended(prompts, source, self.inner)
+        output = self.inner.generate_sequences(prompts)
         start = time.perf_counter()
         self.trainer.record_rollout(prompts, output)
-        source = self.trainer.guidance_source()
         if source is not None:
             self.trainer.inject(prompts, output, source)
         self.trainer.add_overhead(time.perf_counter() - start)
@@ -104,16 +110,12 @@ class RayNPOTrainer(RayPPOTrainer):
         self.guidance = GuidanceConfig.from_dict(
             OmegaConf.to_container(self.config.get("guidance", {}) or {}, resolve=True)
         )
-        self.teacher = None
         if self.guidance.source != "near_future" and self.npo.enable:
             raise NPOConfigError(
                 f"guidance.source={self.guidance.source} replaces NPO's near-future guides: set npo.enable=false"
             )
-        if self.guidance.source == "teacher":
-            self.teacher = TeacherSource(
-                lambda text: self.tokenizer.encode(text, add_special_tokens=False), self.guidance.teacher_field
-            )
-        if self.npo.enable or self.teacher is not None:
+        self.external_source = self._external_source()
+        if self.npo.enable or self.external_source is not None:
             check_verl_run_supports_npo(self.config)
         if self.npo.enable:
             self.npo.check_against_run(
@@ -144,6 +146,18 @@ class RayNPOTrainer(RayPPOTrainer):
         self.data_state_at_boundary: dict[str, Any] = {}
         self._pending_metrics: dict[str, float] = {}
         self._onpolicy_score = self._entropy = float("nan")
+
+    def _external_source(self) -> GuidanceSource | None:
+        """A guidance source other than NPO's own forks: LUFFY's teacher traces or RLEP's experience file."""
+        if self.guidance.source == "teacher":
+            return TeacherSource(
+                lambda text: self.tokenizer.encode(text, add_special_tokens=False), self.guidance.teacher_field
+            )
+        if self.guidance.source == "experience_file":
+            source = ExperienceFileSource(self.guidance.experience_file, self.npo.slots_per_group, self.guidance.seed)
+            print(f"[npo] experience file {self.guidance.experience_file}: {len(source)} prompts", flush=True)
+            return source
+        return None
 
     # --- workers -------------------------------------------------------------------------------------------------
 
@@ -283,10 +297,10 @@ class RayNPOTrainer(RayPPOTrainer):
             self._pending_metrics[key] = self._pending_metrics.get(key, 0.0) + count
 
     def guidance_source(self) -> GuidanceSource | None:
-        """Where this training batch's guides come from: the teacher traces (every step), or the near-future pool
-        during a guided window."""
-        if self.teacher is not None:
-            return self.teacher
+        """Where this training batch's guides come from: an external source (teacher traces, an experience file;
+        every step), or the near-future pool during a guided window."""
+        if self.external_source is not None:
+            return self.external_source
         return self.fork_manager.pool if self.fork_manager.phase == Phase.GUIDED else None
 
     def inject(self, prompts: DataProto, output: DataProto, source: GuidanceSource) -> None:
@@ -317,6 +331,39 @@ class RayNPOTrainer(RayPPOTrainer):
                 prompt_fields=nt,
             )
         )
+
+    def generate_appended(self, prompts: DataProto, source: GuidanceSource, rollout: Any) -> DataProto:
+        """RLEP's mixing: generate only each group's fresh rows, then append its guides (see
+        ``npo_ext.injection.generate_with_appended_guides``)."""
+        nt = prompts.non_tensor_batch
+        keys = self.prompt_keys(nt)
+        check_one_prompt_per_key(keys, nt["uid"], self.npo.prompt_key)
+
+        def generate(fresh: DataProto) -> DataProto:
+            # the agent loop splits a batch evenly across its workers: pad as verl's _validate does, drop the pad
+            padded, pad_size = pad_dataproto_to_divisor(fresh, self.config.actor_rollout_ref.rollout.agent.num_workers)
+            output = unpad_dataproto(rollout.generate_sequences(padded), pad_size=pad_size)
+            self.record_rollout(fresh, output)
+            return output
+
+        def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
+            row_fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
+            return self.reward_scorer.score(row_fields, response_ids)
+
+        output, metrics = generate_with_appended_guides(
+            prompts,
+            generate,
+            source,
+            keys,
+            self.npo.slots_per_group,
+            max_response_length=self.config.data.max_response_length,
+            eos_token_ids=self.eos_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            reward_fn=reward_fn,
+        )
+        output.non_tensor_batch["uid"] = nt["uid"]
+        self._pending_metrics.update(metrics)
+        return output
 
     def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:
         """Empirical Q on this batch: of the prompts the current policy fails (0/n), the fraction the guide solved."""
@@ -405,6 +452,14 @@ class RayNPOTrainer(RayPPOTrainer):
         atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
         if self.auto is not None:
             atomic_torch_save(self.auto.state_dict(), folder / AUTO_STATE_FILE)
+        if hasattr(self.external_source, "state_dict"):
+            atomic_write_json(folder / SOURCE_STATE_FILE, self.external_source.state_dict())
+
+    def load_source_state(self, folder: Path) -> None:
+        """The external guidance source's state (RLEP: its draw generator) as saved with the checkpoint."""
+        path = folder / SOURCE_STATE_FILE
+        if hasattr(self.external_source, "load_state_dict") and path.exists():
+            self.external_source.load_state_dict(read_json(path, "guidance source state"))
 
     def load_auto_state(self, folder: Path) -> None:
         """AutoNPO's controller (signal windows, mistake pool, counters) as saved with a checkpoint or snapshot."""
@@ -432,6 +487,7 @@ class RayNPOTrainer(RayPPOTrainer):
         self.fork_manager.adopt_checkpoint_state(raw, state_file or Path(self.fork_manager.state_dir))
         if folder is not None:
             self.load_auto_state(folder)
+            self.load_source_state(folder)
         return result
 
     def _resumed_folder(self) -> Path | None:

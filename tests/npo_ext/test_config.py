@@ -2,7 +2,7 @@
 
 import pytest
 
-from npo_ext.config import Intervention, NPOConfig, NPOConfigError
+from npo_ext.config import GuidanceConfig, Intervention, NPOConfig, NPOConfigError
 
 
 def test_defaults_follow_the_paper():
@@ -58,3 +58,23 @@ def test_run_shape_checks():
     late = NPOConfig.from_dict({"interventions": [{"at_step": 2, "delta": 1, "window": 5}]})
     with pytest.raises(NPOConfigError, match="guided window ends at step 7, after the last step 6"):
         late.check_against_run(rollout_n=4, total_steps=6, steps_per_epoch=10)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"mixing": "append"}, "cannot gate"),
+        ({"mixing": "prepend"}, "guidance.mixing must be one of"),
+        ({"source": "experience_file"}, "needs guidance.experience_file"),
+        ({"source": "replay"}, "guidance.source must be one of"),
+        ({"pool": "x"}, "unknown guidance option"),
+    ],
+)
+def test_bad_guidance_settings_name_the_option(raw, message):
+    with pytest.raises(NPOConfigError, match=message):
+        GuidanceConfig.from_dict(raw)
+
+
+def test_rleps_guidance_settings_are_accepted():
+    raw = {"source": "experience_file", "experience_file": "e.jsonl", "mixing": "append", "gated": False}
+    assert GuidanceConfig.from_dict(raw).mixing == "append"

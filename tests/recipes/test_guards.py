@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import recipes.npo
-from npo_ext.config import NPOConfigError
+from npo_ext.config import GuidanceConfig, NPOConfigError
 from recipes.npo.guards import check_verl_run_supports_npo
 
 CONFIG_DIR = Path(recipes.npo.__file__).parent / "config"
@@ -60,3 +61,19 @@ def test_the_luffy_recipe_passes_and_pairs_its_loss_shaping_with_the_registered_
     npo = config()
     assert luffy.actor_rollout_ref.rollout.n == npo.actor_rollout_ref.rollout.n
     assert luffy.actor_rollout_ref.actor.optim.lr == npo.actor_rollout_ref.actor.optim.lr
+
+
+def test_the_rlep_recipe_appends_two_replays_to_groups_of_eight():
+    with initialize_config_dir(
+        config_dir=str(Path(recipes.npo.__file__).parents[1] / "rlep" / "config"), version_base=None
+    ):
+        rlep = compose(config_name="rlep_trainer", overrides=["guidance.experience_file=/data/experience.jsonl"])
+    check_verl_run_supports_npo(rlep)
+    guidance = GuidanceConfig.from_dict(OmegaConf.to_container(rlep.guidance, resolve=True))
+    assert (guidance.source, guidance.mixing, guidance.gated) == ("experience_file", "append", False)
+    assert rlep.npo.slots_per_group == 2 and rlep.actor_rollout_ref.rollout.n == 8 + 2
+    assert rlep.rlep_collect.output == "/data/experience.jsonl"
+    assert (rlep.rlep_collect.temperature, rlep.rlep_collect.top_p, rlep.rlep_collect.min_correct) == (0.7, 0.95, 2)
+    npo = config()
+    assert rlep.algorithm.norm_adv_by_std_in_grpo == npo.algorithm.norm_adv_by_std_in_grpo, "standardised over n+2"
+    assert rlep.actor_rollout_ref.actor.optim.lr == npo.actor_rollout_ref.actor.optim.lr

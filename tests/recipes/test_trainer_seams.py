@@ -12,6 +12,7 @@ from verl import DataProto
 
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, Intervention, NPOConfig
+from npo_ext.experience_file import ExperienceFileSource, ExperienceHeader, append_prompts, start_file
 from npo_ext.fork import ForkManager, ForkState, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
 from recipes.npo.npo_ray_trainer import GuidedRollout, RayNPOTrainer, npo_summary
@@ -46,7 +47,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
         {"actor_rollout_ref": {"rollout": {"n": 2}}, "trainer": {"default_local_dir": str(tmp_path), "save_freq": 1}}
     )
     trainer.npo = NPOConfig()
-    trainer.guidance, trainer.teacher = GuidanceConfig(), None
+    trainer.guidance, trainer.external_source = GuidanceConfig(), None
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.auto = None
@@ -128,3 +129,40 @@ def test_guides_may_end_with_any_id_generation_stops_on(tmp_path):
     trainer.config = OmegaConf.create({"actor_rollout_ref": {"model": {"path": str(tmp_path)}}})
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS)
     assert trainer.eos_token_ids == (EOS, 7)
+
+
+def rlep_trainer(tmp_path):
+    """The trainer with RLEP's settings: groups of 2 = 1 generated + 1 appended replay from an experience file."""
+    path = tmp_path / "experience.jsonl"
+    if not start_file(path, ExperienceHeader(min_correct=1, samples_per_prompt=4, source_step=7)):
+        append_prompts(path, {"d/10": (4, [[5, 6, EOS], [5, 7, EOS]])})
+    trainer = make_trainer(tmp_path, phase=Phase.IDLE)
+    trainer.config = OmegaConf.merge(
+        trainer.config,
+        {"actor_rollout_ref": {"rollout": {"agent": {"num_workers": 1}}}, "data": {"max_response_length": 3}},
+    )
+    trainer.npo = NPOConfig(enable=False)
+    trainer.guidance = GuidanceConfig(source="experience_file", experience_file=str(path), mixing="append", gated=False)
+    trainer.external_source = ExperienceFileSource(path, per_group=1)
+    return trainer
+
+
+def test_rlep_appends_a_replay_to_the_group_of_a_prompt_in_the_file(tmp_path):
+    trainer = rlep_trainer(tmp_path)
+    out = GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts())
+    assert out.batch["is_guide"].tolist() == [False, True, False, False], "d/10: 1 generated + 1 replay"
+    assert out.batch["responses"][1].tolist()[:2] in ([5, 6], [5, 7])
+    assert out.non_tensor_batch["uid"].tolist() == ["a", "a", "b", "b"]
+    assert trainer.compute.rollout_tokens == 3 * 2, "three generated rows of two tokens; the replay is not generated"
+    assert trainer._pending_metrics["npo/inject/guide_rows"] == 1
+
+
+def test_the_sources_draw_state_is_saved_with_a_checkpoint_and_restored(tmp_path):
+    trainer = rlep_trainer(tmp_path)
+    folder = tmp_path / "global_step_3"
+    folder.mkdir()
+    trainer.write_checkpoint_state(folder)
+    expected = [trainer.external_source.guides("d/10") for _ in range(6)]
+    resumed = rlep_trainer(tmp_path)
+    resumed.load_source_state(folder)
+    assert [resumed.external_source.guides("d/10") for _ in range(6)] == expected
