@@ -20,6 +20,15 @@ class NPOConfigError(ValueError):
     """A user-facing configuration mistake; the message names the offending option."""
 
 
+def _known_options(cls: type, raw: Mapping[str, Any] | None, section: str) -> dict[str, Any]:
+    """A YAML section as a dict; a key that is not a field of ``cls`` is an error naming it, never ignored."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+    if unknown:
+        raise NPOConfigError(f"unknown {section} option(s): {', '.join(f'{section}.{k}' for k in unknown)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Intervention:
     """One manual NPO intervention.
@@ -92,11 +101,7 @@ class AutoConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> AutoConfig:
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise NPOConfigError(f"unknown npo.auto option(s): {', '.join('npo.auto.' + k for k in unknown)}")
-        return cls(**raw)
+        return cls(**_known_options(cls, raw, "npo.auto"))
 
 
 @dataclass(frozen=True)
@@ -176,11 +181,7 @@ class NPOConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> NPOConfig:
         """Build from the plain dict of the YAML ``npo:`` section; unknown keys are an error, not ignored."""
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise NPOConfigError(f"unknown npo option(s): {', '.join('npo.' + k for k in unknown)}")
+        raw = _known_options(cls, raw, "npo")
         items = raw.get("interventions") or []
         if raw.get("mode") == "auto" and items:
             # a recipe's manual schedule under a command-line npo.mode=auto: AutoNPO plans its own interventions
@@ -300,8 +301,4 @@ class GuidanceConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> GuidanceConfig:
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise NPOConfigError(f"unknown guidance option(s): {', '.join('guidance.' + k for k in unknown)}")
-        return cls(**raw)
+        return cls(**_known_options(cls, raw, "guidance"))

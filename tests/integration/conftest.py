@@ -1,7 +1,9 @@
 """Shared by the end-to-end runs: the tiny model and data, fresh run folders, the probe, checkpoint comparisons."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,3 +89,26 @@ def assert_same_state(a: dict, b: dict) -> None:
 def actor_state():
     """``actor_state.load(dir)`` and ``actor_state.assert_same(a, b)``."""
     return SimpleNamespace(load=load_actor_state, assert_same=assert_same_state)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_demo_recipe(out: Path, recipe: str, steps: int, *overrides: str) -> tuple[list[dict], str]:
+    """``bash scripts/run_npo.sh --local --recipe RECIPE`` on the CPU demo in ``out``; returns the step records (the
+    file logger's) and the output. Fails the test, with the output's tail, when the run fails."""
+    log = out / "steps.jsonl"
+    env = dict(os.environ, OUT_DIR=str(out), PYTHON=sys.executable, VERL_FILE_LOGGER_PATH=str(log))
+    proc = subprocess.run(
+        ["bash", "scripts/run_npo.sh", "--local", "--recipe", recipe, f"trainer.total_training_steps={steps}",
+         "trainer.logger=[console,file]", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [json.loads(line)["data"] for line in log.read_text().splitlines()], proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def demo_recipe():
+    """``demo_recipe(out, recipe, steps, *overrides) -> (records, output)``: see :func:`run_demo_recipe`."""
+    return run_demo_recipe

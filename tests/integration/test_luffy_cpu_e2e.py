@@ -1,32 +1,17 @@
 """The LUFFY recipe on the tiny CPU demo, through the real actor and rollout: every group gets the prompt's teacher
 trace, the registered ``npo_guided`` loss shapes those tokens, and advantages are not std-normalised."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    out = tmp_path_factory.mktemp("luffy")
-    log = out / "steps.jsonl"
-    env = dict(os.environ, OUT_DIR=str(out), PYTHON=sys.executable, VERL_FILE_LOGGER_PATH=str(log))
-    proc = subprocess.run(
-        ["bash", "scripts/run_npo.sh", "--local", "--recipe", "luffy", f"trainer.total_training_steps={STEPS}",
-         "trainer.save_freq=-1", "trainer.logger=[console,file]"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads(line)["data"] for line in log.read_text().splitlines()]
+def records(tmp_path_factory, demo_recipe):
+    records, _ = demo_recipe(tmp_path_factory.mktemp("luffy"), "luffy", STEPS, "trainer.save_freq=-1")
+    return records
 
 
 def test_every_group_gets_one_teacher_trace(records):

@@ -3,10 +3,6 @@ experience file from the demo model, training appends two stored successes to th
 of 4 generated + 2 replayed), and the draw state is saved with each checkpoint."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +10,14 @@ from npo_ext.experience_file import read_experience
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS, PROMPTS, GROUP = 2, 4, 6
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, demo_recipe):
     out = tmp_path_factory.mktemp("rlep")
-    log = out / "steps.jsonl"
-    env = dict(os.environ, OUT_DIR=str(out), PYTHON=sys.executable, VERL_FILE_LOGGER_PATH=str(log))
-    proc = subprocess.run(
-        ["bash", "scripts/run_npo.sh", "--local", "--recipe", "rlep", f"trainer.total_training_steps={STEPS}",
-         "trainer.save_freq=1", "trainer.logger=[console,file]"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    records = [json.loads(line)["data"] for line in log.read_text().splitlines()]
-    return out, records, proc.stdout + proc.stderr
+    records, output = demo_recipe(out, "rlep", STEPS, "trainer.save_freq=1")
+    return out, records, output
 
 
 def test_the_collection_keeps_prompts_with_two_verified_successes_and_reports_the_rest(run):

@@ -35,40 +35,22 @@ def prompts_for(groups):
     )
 
 
-def generate(calls):
+def generate(calls, build):
     """The rollout: every generated response is wrong, prompts are [PAD, 10 + group, 11]."""
 
     def run(subset: DataProto) -> DataProto:
         calls.append(subset.non_tensor_batch["index"].tolist())
-        n = len(subset)
-        groups = torch.tensor(subset.non_tensor_batch["index"])
-        prompt = torch.stack([torch.full((n,), PAD), 10 + groups, torch.full((n,), 11)], dim=1)
-        responses = torch.tensor([[40, EOS] + [PAD] * (WIDTH - 2)] * n)
-        response_mask = (torch.arange(WIDTH) < 2).long().expand(n, WIDTH).clone()
-        attention_mask = torch.cat([(prompt != PAD).long(), response_mask], dim=1)
-        out = DataProto.from_dict(
-            tensors={
-                "prompts": prompt,
-                "responses": responses,
-                "input_ids": torch.cat([prompt, responses], dim=1),
-                "attention_mask": attention_mask,
-                "response_mask": response_mask,
-                "position_ids": torch.clamp(torch.cumsum(attention_mask, dim=1) - 1, min=0),
-                "rm_scores": torch.zeros(n, WIDTH),
-            },
-            non_tensors={"acc": np.zeros(n), "score": np.zeros(n), "uid": subset.non_tensor_batch["uid"]},
-        )
-        out.meta_info["reward_extra_keys"] = ["acc", "score"]
-        return out
+        groups = subset.non_tensor_batch["index"].tolist()
+        return build(groups, [0.0] * len(groups), WIDTH, {"uid": subset.non_tensor_batch["uid"]})
 
     return run
 
 
-def append(prompts, source, calls, per_group=2):
+def append(prompts, source, calls, build, per_group=2):
     keys = [f"p{i}" for i in prompts.non_tensor_batch["index"]]
     return generate_with_appended_guides(
         prompts,
-        generate(calls),
+        generate(calls, build),
         source,
         keys,
         per_group,
@@ -82,9 +64,9 @@ def append(prompts, source, calls, per_group=2):
 SOURCE = Source({"p0": [[30, 31, EOS], [32, EOS]], "p1": [[33, 34, 35, 36, 37, 38, 39], [35]]})  # p1: one too long
 
 
-def test_only_the_fresh_rows_are_generated_and_each_group_keeps_its_size():
+def test_only_the_fresh_rows_are_generated_and_each_group_keeps_its_size(rollout_batch):
     calls = []
-    out, metrics = append(prompts_for(3), SOURCE, calls)
+    out, metrics = append(prompts_for(3), SOURCE, calls, rollout_batch)
     assert calls == [[0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2]], "p0: 3 + 2 replays, p1: 4 + 1, p2: 5 generated"
     assert len(out) == 3 * GROUP
     assert out.non_tensor_batch["uid"].tolist() == prompts_for(3).non_tensor_batch["uid"].tolist()
@@ -93,8 +75,8 @@ def test_only_the_fresh_rows_are_generated_and_each_group_keeps_its_size():
     assert metrics["npo/inject/skipped_no_room"] == 1, "the 8-token guide does not fit 6 response tokens"
 
 
-def test_a_replay_row_has_its_groups_prompt_its_response_and_its_reward():
-    out, _ = append(prompts_for(3), SOURCE, [])
+def test_a_replay_row_has_its_groups_prompt_its_response_and_its_reward(rollout_batch):
+    out, _ = append(prompts_for(3), SOURCE, [], rollout_batch)
     assert out.batch["responses"][3].tolist() == [30, 31, EOS, PAD, PAD, PAD]
     assert out.batch["responses"][9].tolist() == [35, EOS, PAD, PAD, PAD, PAD], "EOS appended"
     assert torch.equal(out.batch["prompts"][9], out.batch["prompts"][5])
@@ -104,8 +86,8 @@ def test_a_replay_row_has_its_groups_prompt_its_response_and_its_reward():
     assert out.non_tensor_batch["acc"][[0, 5, 10]].tolist() == [0.0, 0.0, 0.0], "fresh rows keep their reward"
 
 
-def test_advantages_are_taken_over_the_whole_group_of_g_plus_m():
-    out, _ = append(prompts_for(1), SOURCE, [])
+def test_advantages_are_taken_over_the_whole_group_of_g_plus_m(rollout_batch):
+    out, _ = append(prompts_for(1), SOURCE, [], rollout_batch)
     advantages, _ = compute_grpo_outcome_advantage(
         out.batch["rm_scores"], out.batch["response_mask"], out.non_tensor_batch["uid"]
     )
@@ -114,8 +96,8 @@ def test_advantages_are_taken_over_the_whole_group_of_g_plus_m():
     assert advantages[:, 0].tolist() == pytest.approx([-0.4 / std] * 3 + [0.6 / std] * 2, rel=1e-4)
 
 
-def test_a_group_keeps_at_least_one_generated_response():
+def test_a_group_keeps_at_least_one_generated_response(rollout_batch):
     calls = []
     many = Source({"p0": [[30 + i, EOS] for i in range(GROUP)]})
-    out, _ = append(prompts_for(1), many, calls, per_group=GROUP)
+    out, _ = append(prompts_for(1), many, calls, rollout_batch, per_group=GROUP)
     assert calls == [[0]] and int(out.batch[IS_GUIDE].sum()) == GROUP - 1

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import torch
 
 from npo_ext.guidance import TeacherSource
 from npo_ext.guide_pool import GuidePool, GuideSample, PromptGuides
@@ -12,39 +11,13 @@ from npo_ext.injection import IS_GUIDE, InjectionSpec, inject_guidance
 EOS, PAD = 2, 0
 
 
-def rollout(accs_per_group, teacher_texts, n=4, width=6):
+def rollout(build, accs_per_group, teacher_texts):
     """A rollout batch whose prompts carry a teacher trace in ``extra_info`` (None: no trace)."""
-    from verl import DataProto
-
     rows = [(g, a) for g, accs in enumerate(accs_per_group) for a in accs]
-    bs = len(rows)
-    prompts = torch.tensor([[PAD, 10 + g, 11] for g, _ in rows])
-    responses = torch.tensor([[20, EOS] + [PAD] * (width - 2)] * bs)
-    response_mask = (torch.arange(width) < 2).long().expand(bs, width).clone()
-    attention_mask = torch.cat([(prompts != PAD).long(), response_mask], dim=1)
-    rm_scores = torch.zeros(bs, width)
-    rm_scores[:, 1] = torch.tensor([a for _, a in rows], dtype=torch.float)
-    extra = np.empty(bs, dtype=object)
+    extra = np.empty(len(rows), dtype=object)
     for i, (g, _) in enumerate(rows):
         extra[i] = {"index": g, "teacher_response": teacher_texts[g]}
-    batch = DataProto.from_dict(
-        tensors={
-            "prompts": prompts,
-            "responses": responses,
-            "input_ids": torch.cat([prompts, responses], dim=1),
-            "attention_mask": attention_mask,
-            "response_mask": response_mask,
-            "position_ids": torch.clamp(torch.cumsum(attention_mask, 1) - 1, min=0),
-            "rm_scores": rm_scores,
-        },
-        non_tensors={
-            "uid": np.array([f"u{g}" for g, _ in rows], dtype=object),
-            "acc": np.array([float(a) for _, a in rows]),
-            "score": np.array([float(a) for _, a in rows]),
-            "extra_info": extra,
-        },
-    )
-    batch.meta_info["reward_extra_keys"] = ["acc", "score"]
+    batch = build([g for g, _ in rows], [float(a) for _, a in rows], non_tensors={"extra_info": extra})
     return batch, [f"p{g}" for g, _ in rows]
 
 
@@ -61,8 +34,8 @@ def test_teacher_source_tokenises_the_stored_trace_and_skips_rows_without_one():
     assert source.guides("p2", {"extra_info": None}) == []
 
 
-def test_ungated_mixing_puts_a_teacher_trace_in_every_group_even_solved_ones():
-    batch, keys = rollout([[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 0]], ["ab", "ba", None])
+def test_ungated_mixing_puts_a_teacher_trace_in_every_group_even_solved_ones(rollout_batch):
+    batch, keys = rollout(rollout_batch, [[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 0]], ["ab", "ba", None])
     spec = InjectionSpec(gated=False, slots_per_group=1)
     metrics = inject_guidance(
         batch, TeacherSource(tokenize), keys, spec, eos_token_ids=[EOS], pad_token_id=PAD,
@@ -73,8 +46,8 @@ def test_ungated_mixing_puts_a_teacher_trace_in_every_group_even_solved_ones():
     assert metrics["npo/inject/below_gate"] == 3 and metrics["npo/inject/no_guide"] == 1
 
 
-def test_gated_mixing_leaves_groups_at_or_above_the_gate_alone():
-    batch, keys = rollout([[1, 1, 1, 0], [0, 0, 0, 0]], ["ab", "ba"])
+def test_gated_mixing_leaves_groups_at_or_above_the_gate_alone(rollout_batch):
+    batch, keys = rollout(rollout_batch, [[1, 1, 1, 0], [0, 0, 0, 0]], ["ab", "ba"])
     inject_guidance(
         batch, TeacherSource(tokenize), keys, InjectionSpec(gate=0.6), eos_token_ids=[EOS], pad_token_id=PAD,
         reward_fn=lambda row, ids: {"score": 1.0, "acc": 1.0},
