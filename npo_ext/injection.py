@@ -21,6 +21,7 @@ import torch
 from verl import DataProto
 
 from npo_ext.guidance import GuidanceSource
+from npo_ext.signals import estimate_q
 
 # (row index, response token ids) -> reward dict with at least "score"; the caller knows the row's ground truth.
 RewardFn = Callable[[int, list[int]], dict[str, float]]
@@ -260,6 +261,24 @@ def on_policy_metrics(batch: DataProto, acc_key: str) -> dict[str, float]:
     if acc_key in batch.non_tensor_batch:
         metrics["npo/onpolicy/acc_mean"] = float(np.asarray(batch.non_tensor_batch[acc_key], dtype=np.float64).mean())
     return metrics
+
+
+def source_q_metrics(batch: DataProto, acc_key: str, guide_min_acc: float) -> dict[str, float]:
+    """Empirical Q of an external source (teacher, experience file) on one mixed batch, NPO's estimator with k = 1:
+    of the groups whose generated responses are all wrong, the fraction given a verified-correct guide. Empty when
+    no group fails."""
+    td, nt = batch.batch, batch.non_tensor_batch
+    if IS_GUIDE not in td.keys():
+        return {}
+    is_guide = td[IS_GUIDE].bool().tolist()
+    acc = np.asarray(nt[acc_key], dtype=np.float64)
+    policy_acc, guide_correct = [], []
+    for rows in group_rows(nt["uid"]).values():
+        generated = [r for r in rows if not is_guide[r]]
+        policy_acc.append(float(acc[generated].mean()))
+        guide_correct.append(int(any(acc[r] >= guide_min_acc for r in rows if is_guide[r])))
+    q = estimate_q(policy_acc, [1] * len(policy_acc), guide_correct, k=1)
+    return {} if np.isnan(q) else {"npo/signal/q": q, "npo/signal/q_k": 1.0}
 
 
 def guide_advantage_metrics(batch: DataProto) -> dict[str, float]:

@@ -54,6 +54,7 @@ from npo_ext.injection import (
     guide_advantage_metrics,
     inject_guidance,
     on_policy_metrics,
+    source_q_metrics,
 )
 from npo_ext.persist import NPOStateError, atomic_torch_save, atomic_write_json, read_json
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
@@ -331,6 +332,8 @@ class RayNPOTrainer(RayPPOTrainer):
                 prompt_fields=nt,
             )
         )
+        if source is not self.fork_manager.pool:
+            self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
 
     def generate_appended(self, prompts: DataProto, source: GuidanceSource, rollout: Any) -> DataProto:
         """RLEP's mixing: generate only each group's fresh rows, then append its guides (see
@@ -363,6 +366,7 @@ class RayNPOTrainer(RayPPOTrainer):
         )
         output.non_tensor_batch["uid"] = nt["uid"]
         self._pending_metrics.update(metrics)
+        self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
         return output
 
     def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:

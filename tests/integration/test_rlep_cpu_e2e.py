@@ -42,6 +42,12 @@ def test_groups_are_g_generated_plus_the_appended_replays(run):
             assert step["npo/guide/advantage_mean"] > 0
 
 
+def test_q_of_the_experience_file_is_logged(run):
+    _, records, _ = run
+    qs = [step["npo/signal/q"] for step in records if "npo/signal/q" in step]
+    assert qs and all(0.0 <= q <= 1.0 for q in qs), "the demo model fails most groups: Q has a denominator"
+
+
 def test_the_draw_state_is_saved_with_every_checkpoint(run):
     out, _, _ = run
     for step in range(1, STEPS + 1):

@@ -7,7 +7,7 @@ from verl import DataProto
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
 from npo_ext.guide_pool import GuideSample
-from npo_ext.injection import IS_GUIDE, generate_with_appended_guides
+from npo_ext.injection import IS_GUIDE, generate_with_appended_guides, source_q_metrics
 
 EOS, PAD = 2, 0
 WIDTH = 6  # response width
@@ -101,3 +101,12 @@ def test_a_group_keeps_at_least_one_generated_response(rollout_batch):
     many = Source({"p0": [[30 + i, EOS] for i in range(GROUP)]})
     out, _ = append(prompts_for(1), many, calls, rollout_batch, per_group=GROUP)
     assert calls == [[0]] and int(out.batch[IS_GUIDE].sum()) == GROUP - 1
+
+
+def test_q_counts_the_failed_groups_that_got_a_verified_guide(rollout_batch):
+    out, _ = append(prompts_for(3), SOURCE, [], rollout_batch)  # every generated row is wrong; p0, p1 get replays
+    assert source_q_metrics(out, "acc", 1.0) == {"npo/signal/q": 2 / 3, "npo/signal/q_k": 1.0}
+    out.non_tensor_batch["acc"][[3, 4]] = 0.0  # p0's replays judged wrong after all
+    assert source_q_metrics(out, "acc", 1.0)["npo/signal/q"] == 1 / 3
+    out.non_tensor_batch["acc"][0] = 1.0  # p0 no longer fails: it leaves Q's denominator
+    assert source_q_metrics(out, "acc", 1.0)["npo/signal/q"] == 1 / 2
