@@ -1,7 +1,7 @@
 """Does NPO pay for its look-ahead? GRPO, NPO and AutoNPO on the hidden-rule task at equal compute, 3 seeds.
 
     python benchmarks/equal_compute.py [--out-dir outputs/equal_compute] [--seeds 0,1,2] [--steps 40]
-                                       [--methods grpo,npo_once,...]  (default: every method)
+                                       [--methods grpo,npo_once,...]  (default: every method) [--jobs 2]
 
 Every run goes through the real recipe (``recipes.npo.main_npo``: ``RayNPOTrainer``, the FSDP actor, the in-worker
 rollout, the ``verifiers`` reward) on ``recipes/demo/rule_task.py``; per seed the task (rule, warm start, data) is
@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
@@ -238,6 +239,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="kept optimizer steps per run")
     parser.add_argument("--test-freq", type=int, default=4, help="held-out evaluation every this many kept steps")
     parser.add_argument("--methods", default=",".join(methods(40)))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     table = methods(args.steps)
@@ -255,13 +257,27 @@ def main() -> None:
             r = json.loads(line)
             done[(r["method"], r["seed"], r["steps"])] = r
     todo = [(m, s) for s in seeds for m in chosen if (m, s, args.steps) not in done]
-    for method, seed in tqdm(todo, desc="runs", unit="run"):
-        task_dir = build(args.out_dir / "tasks" / f"seed{seed}", RuleTask(seed=seed))
-        records = run(method, table[method], seed, task_dir, args.out_dir, args.steps, args.test_freq)
-        entry = {"method": method, "seed": seed, "steps": args.steps, "records": records or [], "failed": not records}
-        with open(results, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        done[(method, seed, args.steps)] = entry
+    tasks = {s: build(args.out_dir / "tasks" / f"seed{s}", RuleTask(seed=s)) for s in sorted({s for _, s in todo})}
+    # Runs are independent processes (each its own local Ray); a run does not keep 2 cores busy, so two at a time
+    # finish the study sooner. Steps and tokens, the study's axes, do not depend on it.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {
+            pool.submit(run, m, table[m], s, tasks[s], args.out_dir, args.steps, args.test_freq): (m, s)
+            for m, s in todo
+        }
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
+            method, seed = futures[future]
+            records = future.result()
+            entry = {
+                "method": method,
+                "seed": seed,
+                "steps": args.steps,
+                "records": records or [],
+                "failed": not records,
+            }
+            with open(results, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            done[(method, seed, args.steps)] = entry
     failed = [done[(m, s, args.steps)] for m in chosen for s in seeds if done[(m, s, args.steps)].get("failed")]
     runs = [done[(m, s, args.steps)] for m in chosen for s in seeds if not done[(m, s, args.steps)].get("failed")]
     grpo_finals = [curve(r["records"])["acc"][-1] for r in runs if r["method"] == "grpo"]
