@@ -207,7 +207,7 @@ def plot(runs: list[dict], target: float, path: Path) -> None:
     axes[0, 0].set_ylabel("held-out accuracy")
     axes[1, 0].set_ylabel("on-policy training reward")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("hidden-rule task: GRPO vs NPO vs AutoNPO, same data order and kept steps per seed")
+    fig.suptitle("hidden-rule task: GRPO, NPO (and its cheaper variants), AutoNPO, LUFFY; same data order per seed")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
