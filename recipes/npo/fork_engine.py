@@ -135,12 +135,12 @@ class VerlForkEngine:
         trainer = self.trainer
         gen_batch.meta_info["temperature"] = trainer.config.actor_rollout_ref.rollout.temperature
         gen_batch.meta_info["global_steps"] = trainer.global_steps
-        # The agent loop splits a batch evenly across its workers: pad as verl's _validate does, then drop the pad.
-        padded, pad_size = pad_dataproto_to_divisor(
-            gen_batch.repeat(n, interleave=True), trainer.config.actor_rollout_ref.rollout.agent.num_workers
-        )
         self.wake_rollout()
-        output = unpad_dataproto(trainer.rollout.generate_sequences(padded), pad_size=pad_size)
+        output = generate_in_whole_chunks(
+            trainer.rollout,
+            gen_batch.repeat(n, interleave=True),
+            trainer.config.actor_rollout_ref.rollout.agent.num_workers,
+        )
         self._sleep_rollout()
         trainer.record_guide_sampling(output)
         return output
@@ -291,6 +291,13 @@ class VerlForkEngine:
 AUTO_STATE_FILE = "npo_auto.pt"
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
 GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
+
+
+def generate_in_whole_chunks(rollout, batch: DataProto, num_workers: int) -> DataProto:
+    """Generate with a rollout manager whose agent loop splits a batch evenly across ``num_workers``: pad as verl's
+    ``_validate`` does, then drop the pad."""
+    padded, pad_size = pad_dataproto_to_divisor(batch, num_workers)
+    return unpad_dataproto(rollout.generate_sequences(padded), pad_size=pad_size)
 
 
 def new_uids(count: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from verl import DataProto
-from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from verl.single_controller.ray import RayClassWithInitArgs
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import Role
@@ -61,7 +60,7 @@ from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import effective_signal, estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
-from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine
+from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens
 from recipes.npo.preemption import StoppedForRequeue, mark_stopped, stop_requested
@@ -304,17 +303,21 @@ class RayNPOTrainer(RayPPOTrainer):
             return self.external_source
         return self.fork_manager.pool if self.fork_manager.phase == Phase.GUIDED else None
 
+    def row_reward_fn(self, prompt_fields: dict[str, Any]) -> Callable[[int, list[int]], dict[str, float]]:
+        """The reward of a response written into row ``row``, scored against that row's prompt fields."""
+
+        def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
+            row_fields = {k: prompt_fields[k][row] for k in ("data_source", "reward_model", "extra_info")}
+            return self.reward_scorer.score(row_fields, response_ids)
+
+        return reward_fn
+
     def inject(self, prompts: DataProto, output: DataProto, source: GuidanceSource) -> None:
         """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
         nt = prompts.non_tensor_batch
         keys = self.prompt_keys(nt)
         check_one_prompt_per_key(keys, nt["uid"], self.npo.prompt_key)
         output.non_tensor_batch["uid"] = nt["uid"]
-
-        def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
-            row_fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
-            return self.reward_scorer.score(row_fields, response_ids)
-
         if source is self.fork_manager.pool:
             self._pending_metrics.update(self._q_metric(keys, output.non_tensor_batch[self.npo.acc_key]))
         spec = InjectionSpec(
@@ -328,7 +331,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 spec,
                 eos_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
-                reward_fn=reward_fn,
+                reward_fn=self.row_reward_fn(nt),
                 prompt_fields=nt,
             )
         )
@@ -343,15 +346,9 @@ class RayNPOTrainer(RayPPOTrainer):
         check_one_prompt_per_key(keys, nt["uid"], self.npo.prompt_key)
 
         def generate(fresh: DataProto) -> DataProto:
-            # the agent loop splits a batch evenly across its workers: pad as verl's _validate does, drop the pad
-            padded, pad_size = pad_dataproto_to_divisor(fresh, self.config.actor_rollout_ref.rollout.agent.num_workers)
-            output = unpad_dataproto(rollout.generate_sequences(padded), pad_size=pad_size)
+            output = generate_in_whole_chunks(rollout, fresh, self.config.actor_rollout_ref.rollout.agent.num_workers)
             self.record_rollout(fresh, output)
             return output
-
-        def reward_fn(row: int, response_ids: list[int]) -> dict[str, float]:
-            row_fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
-            return self.reward_scorer.score(row_fields, response_ids)
 
         output, metrics = generate_with_appended_guides(
             prompts,
@@ -362,7 +359,7 @@ class RayNPOTrainer(RayPPOTrainer):
             max_response_length=self.config.data.max_response_length,
             eos_token_ids=self.eos_token_ids,
             pad_token_id=self.tokenizer.pad_token_id,
-            reward_fn=reward_fn,
+            reward_fn=self.row_reward_fn(nt),
         )
         output.non_tensor_batch["uid"] = nt["uid"]
         self._pending_metrics.update(metrics)
