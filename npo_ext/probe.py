@@ -1,12 +1,18 @@
 """The paper's Figure 2 as a command: Q(Δ), V(Δ) and S(Δ) of near-future guides, from a run's saved checkpoints.
 
     python -m npo_ext.probe --checkpoints DIR --anchor T --deltas 10,20,40 --prompts FILE [--k 8] [--out DIR]
+                            [--teacher-field FIELD] [--experience-file FILE]
                             [--device cpu|cuda] [--config-name NAME] [hydra overrides of the run...]
 
 θ_T (``DIR/global_step_T``) samples k responses per prompt: the prompts it fails (all k wrong) are where Q is
 measured. Each θ_{T+Δ} samples k responses per prompt; Q(Δ) is its pass@min(q_k, k) on those prompts and V(Δ) the
 per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples (top-k, as in training). S = Q / V, and Δ* follows the
 trainer's rule (``npo_ext.delta_selection``). Writes ``probe.csv`` and ``probe.png`` under ``--out``.
+
+The other guidance sources are measured on the same failed prompts (``--teacher-field``: LUFFY's trace in
+``extra_info``; ``--experience-file``: RLEP's file), one stored trajectory each, so their Q is pass@1; ``sources.csv``
+and ``sources.png`` put every source side by side. Their V is NaN: NPO's V needs the guide's next-token distribution,
+which a stored trace does not have (README, "Guidance sources").
 
 Loading checkpoints and sampling is the backend's job (``--backend``, default the verl recipe's, which samples
 through the same rollout the trainer uses); this module only orders the work and does the arithmetic, so it stays
@@ -20,6 +26,7 @@ import csv
 import importlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from npo_ext.delta_selection import Candidate, Decision, select_delta
-from npo_ext.signals import estimate_q
+from npo_ext.signals import effective_signal, estimate_q
 
 DEFAULT_BACKEND = "recipes.npo.probe_backend"
 
@@ -45,13 +52,44 @@ class ProbeBackend(Protocol):
     def variance_cost(self, samples_dir: Path) -> float:
         """V of the responses in ``samples_dir`` under the loaded policy."""
 
+    def external_correct(self, source: str, where: str) -> np.ndarray:
+        """Per prompt, 1 where an external source holds a verified-correct trajectory: ``teacher`` (the trace in
+        ``extra_info[where]``, judged by the reward) or ``experience_file`` (the prompt is in the file ``where``)."""
 
-def probe(backend: ProbeBackend, anchor: int, deltas: Sequence[int], k: int, q_k: int, work: Path) -> list[Candidate]:
-    """Q, V and S for each Δ, with a progress bar over the 1 + 2·len(deltas) policy passes."""
+
+@dataclass(frozen=True)
+class SourceSignal:
+    """One guidance source's Q, V and S on the probe's failed prompts (V, S NaN where V is undefined)."""
+
+    source: str
+    q: float
+    v: float = math.nan
+
+    @property
+    def s(self) -> float:
+        return effective_signal(self.q, self.v)
+
+
+def probe(
+    backend: ProbeBackend,
+    anchor: int,
+    deltas: Sequence[int],
+    k: int,
+    q_k: int,
+    work: Path,
+    external: Sequence[tuple[str, str]] = (),
+) -> tuple[list[Candidate], list[SourceSignal]]:
+    """Q, V and S for each Δ (a progress bar over the 1 + 2·len(deltas) policy passes), and Q of each ``external``
+    source ``(kind, where)`` on the prompts θ_T fails."""
     with tqdm(total=1 + 2 * len(deltas), desc="probe", unit="pass") as bar:
         backend.load(anchor)
         anchor_correct = backend.sample(k, None)
         bar.update()
+        failing = anchor_correct / k
+        sources = [
+            SourceSignal(f"{kind} ({Path(where).name})", _pass_at_1(failing, backend.external_correct(kind, where)))
+            for kind, where in external
+        ]
         correct: dict[int, np.ndarray] = {}
         for delta in deltas:
             backend.load(anchor + delta)
@@ -63,7 +101,12 @@ def probe(backend: ProbeBackend, anchor: int, deltas: Sequence[int], k: int, q_k
             q = estimate_q(anchor_correct / k, np.full(len(anchor_correct), k), correct[delta], k=min(q_k, k))
             rows.append(Candidate(delta, q, backend.variance_cost(work / f"samples_{delta}")))
             bar.update()
-    return rows
+    near_future = [SourceSignal(f"near_future (Δ={r.delta})", r.q, r.v) for r in rows]
+    return rows, near_future + sources
+
+
+def _pass_at_1(policy_acc: np.ndarray, correct: np.ndarray) -> float:
+    return estimate_q(policy_acc, np.ones(len(correct), dtype=int), np.asarray(correct, dtype=int), k=1)
 
 
 def write_csv(rows: Sequence[Candidate], decision: Decision, path: Path) -> None:
@@ -72,6 +115,37 @@ def write_csv(rows: Sequence[Candidate], decision: Decision, path: Path) -> None
         writer.writerow(["delta", "q", "v", "s", "chosen"])
         for row in rows:
             writer.writerow([row.delta, row.q, row.v, row.s, int(row.delta == decision.delta)])
+
+
+def write_sources_csv(sources: Sequence[SourceSignal], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source", "q", "v", "s"])
+        for source in sources:
+            writer.writerow([source.source, source.q, source.v, source.s])
+
+
+def plot_sources(sources: Sequence[SourceSignal], path: Path, title: str) -> None:
+    """Three bar panels, Q, V and S per source; an undefined V or S is drawn as no bar and labelled n/a."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s.source for s in sources]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, name, label in zip(axes, "qvs", ("Q (strong enough)", "V (close enough)", "S = Q / V"), strict=True):
+        values = [getattr(s, name) for s in sources]
+        ax.bar(range(len(names)), [0.0 if math.isnan(v) else v for v in values])
+        for i, value in enumerate(values):
+            if math.isnan(value):
+                ax.annotate("n/a", (i, 0), ha="center", va="bottom")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(rows: Sequence[Candidate], decision: Decision, path: Path, title: str) -> None:
@@ -105,6 +179,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--k", type=int, default=8, help="samples per prompt and policy (default 8)")
     parser.add_argument("--q-k", type=int, default=4, help="Q is pass@min(q_k, k), as npo.q_k (default 4)")
     parser.add_argument("--out", type=Path, default=Path("probe_out"), help="where probe.csv and probe.png go")
+    parser.add_argument("--teacher-field", help="also measure the teacher traces in extra_info[FIELD] (LUFFY)")
+    parser.add_argument("--experience-file", type=Path, help="also measure an RLEP experience file")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     parser.add_argument("--config-name", default="npo_trainer", help="the run's recipe config (recipes/npo/config)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="module with create(args, overrides)")
@@ -123,6 +199,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             parser.error(f"no checkpoint for step {step}: {folder} (save with trainer.save_freq dividing every step)")
     if not args.prompts.is_file():
         parser.error(f"--prompts: no such file {args.prompts}")
+    if args.experience_file is not None and not args.experience_file.is_file():
+        parser.error(f"--experience-file: no such file {args.experience_file}")
     return args, overrides
 
 
@@ -130,8 +208,10 @@ def main(argv: Sequence[str] | None = None) -> list[Candidate]:
     args, overrides = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     backend = importlib.import_module(args.backend).create(args, overrides)
+    external = [("teacher", args.teacher_field)] if args.teacher_field else []
+    external += [("experience_file", str(args.experience_file))] if args.experience_file else []
     try:
-        rows = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out)
+        rows, sources = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
     finally:
         getattr(backend, "close", lambda: None)()
     decision = select_delta(rows)
@@ -142,10 +222,15 @@ def main(argv: Sequence[str] | None = None) -> list[Candidate]:
         args.out / "probe.png",
         f"near-future guides of θ_{args.anchor} ({args.prompts.name}, k={args.k})",
     )
+    write_sources_csv(sources, args.out / "sources.csv")
+    plot_sources(sources, args.out / "sources.png", f"guidance sources for θ_{args.anchor} ({args.prompts.name})")
     for row in rows:
         s = "nan" if math.isnan(row.s) else f"{row.s:.4g}"
         print(f"delta={row.delta} Q={row.q:.4g} V={row.v:.4g} S={s}")
-    print(f"delta*={decision.delta} ({decision.reason}); wrote {args.out / 'probe.csv'} and {args.out / 'probe.png'}")
+    for source in sources[len(rows) :]:
+        print(f"source={source.source} Q={source.q:.4g} V=n/a")
+    written = "probe.csv, probe.png, sources.csv and sources.png"
+    print(f"delta*={decision.delta} ({decision.reason}); wrote {written} under {args.out}")
     return rows
 
 

@@ -58,6 +58,27 @@ class VerlProbeBackend:
     def variance_cost(self, samples_dir: Path) -> float:
         return self.trainer.fork_engine.variance_cost(samples_dir)
 
+    def external_correct(self, source: str, where: str) -> np.ndarray:
+        nt = {k: v for k, v in self.batch_dict.items() if isinstance(v, np.ndarray)}
+        if source == "experience_file":
+            from npo_ext.experience_file import read_experience
+
+            _, entries = read_experience(where)
+            return np.array([key in entries for key in self.trainer.prompt_keys(nt)], dtype=int)
+        if source != "teacher":
+            raise ValueError(f"unknown guidance source {source!r}; expected teacher or experience_file")
+        npo, scorer, tokenizer = self.trainer.npo, self.trainer.reward_scorer, self.trainer.tokenizer
+        correct = []
+        for row in range(len(nt["extra_info"])):
+            trace = (nt["extra_info"][row] or {}).get(where)
+            if not isinstance(trace, str) or not trace.strip():
+                correct.append(0)
+                continue
+            ids = tokenizer.encode(trace, add_special_tokens=False) + [tokenizer.eos_token_id]
+            fields = {k: nt[k][row] for k in ("data_source", "reward_model", "extra_info")}
+            correct.append(int(scorer.score(fields, ids)[npo.acc_key] >= npo.guide_min_acc))
+        return np.array(correct)
+
     def close(self) -> None:
         import ray
 

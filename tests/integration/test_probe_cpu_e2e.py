@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from npo_ext.experience_file import ExperienceHeader, append_prompts, start_file
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +50,11 @@ def probed(tmp_path_factory):
     checkpoints = demo / "checkpoints"
     before = files_and_sizes(checkpoints)
     out = demo / "probe"
+    # an experience file holding every training prompt (one made-up response each): its Q must be 1
+    rows = pd.read_parquet(demo / "data" / "train.parquet")
+    experience = demo / "experience.jsonl"
+    start_file(experience, ExperienceHeader(min_correct=1, samples_per_prompt=1, source_step=0))
+    append_prompts(experience, {f"{r.data_source}/{r.extra_info['index']}": (1, [[5, 2]]) for r in rows.itertuples()})
     proc = subprocess.run(
         [
             sys.executable,
@@ -58,6 +66,8 @@ def probed(tmp_path_factory):
             f"--prompts={demo / 'data' / 'train.parquet'}",
             "--k=4",
             "--device=cpu",
+            "--teacher-field=teacher_response",
+            f"--experience-file={experience}",
             "--config-name=npo_cpu_demo",
             f"--out={out}",
         ],
@@ -86,6 +96,20 @@ def test_probe_writes_finite_q_v_s_for_every_delta(probed):
     best = max(rows, key=lambda r: float(r["s"]))
     assert chosen == ([int(best["delta"])] if float(best["q"]) > 0 else [])
     assert f"delta*={chosen[0] if chosen else None}" in stdout
+
+
+def test_teacher_and_experience_file_are_measured_beside_the_near_future(probed):
+    out, _, _, _ = probed
+    with open(out / "sources.csv") as f:
+        rows = {r["source"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["near_future (Δ=1)", "near_future (Δ=2)", "teacher (teacher_response)",
+                          "experience_file (experience.jsonl)"]  # fmt: skip
+    # the demo's teacher traces are correct worked answers, and the file holds every prompt: each solves all the
+    # prompts θ_1 fails (the tiny model fails most of them)
+    assert float(rows["teacher (teacher_response)"]["q"]) == 1.0
+    assert float(rows["experience_file (experience.jsonl)"]["q"]) == 1.0
+    assert rows["teacher (teacher_response)"]["v"] == "nan"
+    assert (out / "sources.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_probe_draws_a_png_and_leaves_the_checkpoints_alone(probed):

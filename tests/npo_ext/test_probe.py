@@ -41,16 +41,34 @@ class FakeBackend:
         sampler = int((samples_dir / "policy").read_text())
         return 1.0 + 0.05 * (sampler - self.step) ** 2
 
+    def external_correct(self, source, where):
+        """The teacher solves prompts 0, 1 and 3; the experience file holds prompts 2 and 3."""
+        self.calls.append((source, where))
+        return np.array([1, 1, 0, 1]) if source == "teacher" else np.array([0, 0, 1, 1])
+
 
 def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
     backend = FakeBackend()
-    rows = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    rows, _ = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
     assert [(r.delta, r.q) for r in rows] == [(1, 1 / 3), (2, 2 / 3), (4, 1.0)]
     assert [r.v for r in rows] == pytest.approx([1.05, 1.2, 1.8])
     # θ_T first, then each candidate samples, then θ_T scores every candidate's samples
     assert backend.calls[:2] == [("load", 10), ("sample", 10)]
     assert backend.calls[-1] == ("load", 10)
     assert [c for c in backend.calls if c[0] == "sample"] == [("sample", s) for s in (10, 11, 12, 14)]
+
+
+def test_external_sources_are_measured_on_the_prompts_the_anchor_fails(tmp_path):
+    backend = FakeBackend()
+    external = [("teacher", "teacher_response"), ("experience_file", "/runs/e.jsonl")]
+    rows, sources = probe_cli.probe(backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external)
+    # θ_10 fails prompts 0-2: the teacher solves 2 of them, the file holds 1 of them (prompt 3 is not failed)
+    assert [(s.source, s.q) for s in sources] == [
+        ("near_future (Δ=1)", rows[0].q), ("teacher (teacher_response)", 2 / 3), ("experience_file (e.jsonl)", 1 / 3)
+    ]  # fmt: skip
+    assert sources[0].v == rows[0].v and sources[0].s == pytest.approx(rows[0].s)
+    assert all(math.isnan(s.v) and math.isnan(s.s) for s in sources[1:]), "no V without the source's distribution"
+    assert backend.calls[2:4] == external, "measured while θ_T is loaded, right after its samples"
 
 
 @pytest.fixture
@@ -84,12 +102,31 @@ def test_main_writes_csv_and_png_with_the_interior_optimum_marked(tmp_path, fake
     assert "delta*=2" in capsys.readouterr().out
 
 
+def test_main_puts_the_sources_side_by_side(tmp_path, fake_backend_module, capsys):
+    args = make_run(tmp_path, [10, 11, 12])
+    experience = tmp_path / "e.jsonl"
+    experience.write_text("")
+    probe_cli.main(
+        [*args, "--anchor", "10", "--deltas", "1,2", "--k", "4", "--backend", fake_backend_module,
+         "--teacher-field", "teacher_response", "--experience-file", str(experience)]
+    )  # fmt: skip
+    with open(tmp_path / "out" / "sources.csv") as f:
+        table = {r["source"]: r for r in csv.DictReader(f)}
+    assert list(table) == ["near_future (Δ=1)", "near_future (Δ=2)", "teacher (teacher_response)",
+                           "experience_file (e.jsonl)"]  # fmt: skip
+    assert float(table["teacher (teacher_response)"]["q"]) == pytest.approx(2 / 3)
+    assert table["teacher (teacher_response)"]["v"] == "nan"
+    assert (tmp_path / "out" / "sources.png").read_bytes().startswith(b"\x89PNG")
+    assert "source=teacher (teacher_response) Q=0.6667 V=n/a" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--anchor", "10", "--deltas", "1,3"], "no checkpoint for step 13"),
         (["--anchor", "10", "--deltas", "0"], "at least one distance >= 1"),
         (["--anchor", "10", "--deltas", "one"], "comma-separated integers"),
+        (["--anchor", "10", "--deltas", "1", "--experience-file", "/nowhere.jsonl"], "no such file /nowhere.jsonl"),
     ],
 )
 def test_bad_arguments_name_what_is_missing(tmp_path, capsys, extra, message):
