@@ -254,8 +254,8 @@ def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
             )
 
 
-GUIDANCE_SOURCES = ("near_future", "teacher", "experience_file")
-LOSS_SHAPINGS = ("none", "luffy")
+GUIDANCE_SOURCES = ("near_future", "teacher", "experience_file", "replay")
+LOSS_SHAPINGS = ("none", "luffy", "exgrpo")
 MIXINGS = ("replace", "append")
 
 
@@ -265,7 +265,8 @@ class GuidanceConfig:
     trained. NPO is the default; the baseline recipes (recipes/luffy, recipes/rlep) differ from it only here."""
 
     # near_future: NPO's forks (npo.*); teacher: a trace stored with the prompt in extra_info[teacher_field] (LUFFY);
-    # experience_file: an earlier run's verified-correct responses, written by recipes/rlep/collect.py (RLEP)
+    # experience_file: an earlier run's verified-correct responses, written by recipes/rlep/collect.py (RLEP);
+    # replay: the run's own earlier successes on partly solved prompts, asked again as experience questions (ExGRPO)
     source: str = "near_future"
     # true: only groups whose on-policy accuracy is below npo.gate get npo.slots_per_group guide slots (NPO);
     # false: every group does (LUFFY: 7 on-policy + 1 teacher trace)
@@ -273,14 +274,22 @@ class GuidanceConfig:
     # replace: guides overwrite generated slots; append: rollout.n = G + M, a prompt with m <= M = npo.slots_per_group
     # guides gets G + M - m generated responses and m guides, advantages over all G + M (RLEP; needs gated=false)
     mixing: str = "replace"
-    # loss on guide tokens: none (the backbone's clipped loss, NPO) | luffy (−A·p/(p+γ), unclipped; needs
-    # actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided)
+    # loss on guide tokens: none (the backbone's clipped loss, NPO) | luffy (−A·p/(p+γ), unclipped) | exgrpo
+    # (−A·w/(w+γ), w = π_θ / the recorded π of the policy that wrote the replayed response; source=replay). Both need
+    # actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided
     loss_shaping: str = "none"
     gamma: float = 0.1
     teacher_field: str = "teacher_response"
     # source=experience_file: the file, and the seed of the draws from it (the draw state is saved with checkpoints)
     experience_file: str = ""
-    seed: int = 0
+    seed: int = 0  # also seeds source=replay's question draws
+    # source=replay: the share of each batch's prompts replaced by experience questions once replay has started (a
+    # batch whose on-policy accuracy exceeds replay_start_accuracy starts it), the σ of the Gaussian bucket weights
+    # around n/2 successes, and the most successes kept per question (ours; ExGRPO keeps all)
+    replay_ratio: float = 0.5
+    replay_start_accuracy: float = 0.35
+    replay_sigma: float = 1.0
+    replay_max_responses: int = 8
 
     def __post_init__(self) -> None:
         if self.source not in GUIDANCE_SOURCES:
@@ -298,6 +307,18 @@ class GuidanceConfig:
             raise NPOConfigError("guidance.source=experience_file needs guidance.experience_file (a path)")
         if self.gamma <= 0:
             raise NPOConfigError(f"guidance.gamma must be > 0, got {self.gamma}")
+        if self.loss_shaping == "exgrpo" and self.source != "replay":
+            raise NPOConfigError(
+                "guidance.loss_shaping=exgrpo needs the behaviour log-probs only guidance.source=replay records"
+            )
+        if self.source == "replay" and self.mixing != "replace":
+            raise NPOConfigError(
+                "guidance.source=replay replaces one generated slot per experience question: mixing=replace"
+            )
+        if not 0.0 < self.replay_ratio < 1.0:
+            raise NPOConfigError(f"guidance.replay_ratio must be in (0, 1), got {self.replay_ratio}")
+        if self.replay_sigma <= 0 or self.replay_max_responses < 1:
+            raise NPOConfigError("guidance.replay_sigma must be > 0 and guidance.replay_max_responses >= 1")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> GuidanceConfig:

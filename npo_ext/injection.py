@@ -27,6 +27,9 @@ from npo_ext.signals import estimate_q
 RewardFn = Callable[[int, list[int]], dict[str, float]]
 
 IS_GUIDE = "is_guide"
+# per response token of a guide row: the log-prob its writer gave it, where the source recorded one (ExGRPO's replay);
+# 0 elsewhere. Read by the exgrpo loss shaping (recipes/npo/guided_loss.py).
+BEHAVIOUR_LOG_PROBS = "npo_behaviour_log_probs"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def inject_guidance(
             if _write_row(batch, row, list(guide.response_ids), eos_token_ids, pad_token_id, reward_fn):
                 is_guide[row] = True
                 written += 1
+                if guide.behaviour_log_probs is not None:
+                    _write_behaviour_log_probs(batch, row, guide.behaviour_log_probs)
             else:
                 counts["skipped_no_room"] += 1
         counts["guide_rows"] += written
@@ -147,8 +152,9 @@ def generate_with_appended_guides(
         counts["groups"] += 1
         counts["below_gate"] += 1  # ungated: every group is offered guides
         offered = source.guides(prompt_keys[rows[0]], {key: values[rows[0]] for key, values in nt.items()})
-        fitting = [list(g.response_ids) for g in offered if _length_with_eos(g.response_ids, eos_token_ids) <=
-                   max_response_length]  # fmt: skip
+        fitting = [
+            list(g.response_ids) for g in offered if len(with_eos(g.response_ids, eos_token_ids)) <= max_response_length
+        ]
         counts["skipped_no_room"] += len(offered) - len(fitting)
         guides = fitting[: min(per_group, len(rows) - 1)]
         fresh = rows[: len(rows) - len(guides)]
@@ -165,7 +171,7 @@ def generate_with_appended_guides(
     for row, ids in guide_of_row.items():
         if not _write_row(output, row, ids, eos_token_ids, pad_token_id, reward_fn):
             raise ValueError(
-                f"a guide of {_length_with_eos(ids, eos_token_ids)} tokens does not fit the generated responses' "
+                f"a guide of {len(with_eos(ids, eos_token_ids))} tokens does not fit the generated responses' "
                 f"width {output.batch['responses'].shape[1]} (max_response_length={max_response_length})"
             )
     is_guide = torch.zeros(len(output), dtype=torch.bool)
@@ -174,21 +180,22 @@ def generate_with_appended_guides(
     return output, {f"npo/inject/{k}": float(v) for k, v in counts.items()}
 
 
-def _length_with_eos(ids: Sequence[int], eos_token_ids: Sequence[int]) -> int:
-    return len(ids) + int(not ids or ids[-1] not in eos_token_ids)
+def with_eos(ids: Sequence[int], eos_token_ids: Sequence[int]) -> list[int]:
+    """The response as it is trained: the first EOS id appended unless it already ends with one of them."""
+    return list(ids) if ids and ids[-1] in eos_token_ids else [*ids, eos_token_ids[0]]
 
 
-def _write_row(
-    batch: DataProto, row: int, ids: list[int], eos_token_ids: Sequence[int], pad_token_id: int, reward_fn: RewardFn
-) -> bool:
-    """Write one guide response into ``row``; False if it cannot end with EOS inside the response budget."""
+def write_response(
+    batch: DataProto, row: int, ids: Sequence[int], eos_token_ids: Sequence[int], pad_token_id: int
+) -> list[int] | None:
+    """Put a response into ``row`` after its prompt (tokens, masks, positions); returns the written ids (EOS
+    included), or None if they do not fit the response width. Rewards are the caller's."""
     td = batch.batch
     width = td["responses"].shape[1]
     prompt_width = td["prompts"].shape[1]
-    if not ids or ids[-1] not in eos_token_ids:
-        ids = ids + [eos_token_ids[0]]
+    ids = with_eos(ids, eos_token_ids)
     if len(ids) > width:
-        return False
+        return None
     length = len(ids)
 
     response = torch.full((width,), pad_token_id, dtype=td["responses"].dtype)
@@ -202,6 +209,18 @@ def _write_row(
     if "response_mask" in td.keys():
         td["response_mask"][row] = valid.to(td["response_mask"].dtype)
     _continue_positions(td["position_ids"], row, prompt_width)
+    return ids
+
+
+def _write_row(
+    batch: DataProto, row: int, ids: list[int], eos_token_ids: Sequence[int], pad_token_id: int, reward_fn: RewardFn
+) -> bool:
+    """Write one guide response into ``row`` and score it; False if it cannot end with EOS inside the budget."""
+    td = batch.batch
+    ids = write_response(batch, row, ids, eos_token_ids, pad_token_id)
+    if ids is None:
+        return False
+    length = len(ids)
 
     reward = reward_fn(row, ids)
     extra_keys = batch.meta_info.get("reward_extra_keys", [])
@@ -216,6 +235,16 @@ def _write_row(
         # Placeholder until the actor's old log-probs exist; see align_guide_rollout_log_probs.
         td["rollout_log_probs"][row] = 0.0
     return True
+
+
+def _write_behaviour_log_probs(batch: DataProto, row: int, log_probs: Sequence[float]) -> None:
+    """The writer's log-probs of a guide row's tokens; an EOS the writer did not produce counts as certain (0)."""
+    td = batch.batch
+    if BEHAVIOUR_LOG_PROBS not in td.keys():
+        td[BEHAVIOUR_LOG_PROBS] = torch.zeros(td["responses"].shape, dtype=torch.float32)
+    values = torch.tensor(log_probs[: td["responses"].shape[1]], dtype=torch.float32)
+    td[BEHAVIOUR_LOG_PROBS][row] = 0.0
+    td[BEHAVIOUR_LOG_PROBS][row, : len(values)] = values
 
 
 def _continue_positions(position_ids: torch.Tensor, row: int, prompt_width: int) -> None:

@@ -5,13 +5,18 @@ has its correct responses stored with the log-probs of the policy that wrote the
 (removed, never stored again). Replay starts once a batch's accuracy exceeds 0.35. Experience questions are drawn by
 bucket, k = the prompt's latest number of successes, bucket weight N(k; μ = n/2, σ = 1), multinomial over buckets
 and uniform within one; of a question's stored responses the one with the lowest entropy under the current policy is
-replayed. The pool's state is JSON-able and saved with checkpoints.
+replayed. A question is asked again through its position in the training dataset. The pool's state is JSON-able and
+saved with checkpoints.
+
+One step's use: :meth:`ReplayPool.draw` picks the step's experience questions, the trainer measures the entropy of
+each one's :meth:`~ReplayPool.candidates` under the current policy and hands them to :meth:`~ReplayPool.choose`; as
+a guidance source the pool then offers the chosen response for those questions only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,23 +27,23 @@ from npo_ext.guide_pool import GuideSample, sample_from_json
 
 @dataclass
 class Experience:
-    """A question's stored successes, the prompt row needed to ask it again, and its latest success count."""
+    """A question's stored successes, where it sits in the training data, and its latest success count."""
 
     successes: int
-    prompt_row: dict[str, Any]
+    dataset_position: int
     responses: list[GuideSample] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    n: int = 8
+    n: int = 8  # the group size whose middle (n/2) the bucket weights favour
     start_accuracy: float = 0.35
     sigma: float = 1.0
     max_responses_per_question: int = 8  # ours: ExGRPO keeps every success; a cap bounds memory
 
 
 class ReplayPool:
-    """Stores, retires and draws experience; ``guides`` makes it a guidance source (best = lowest entropy first)."""
+    """Stores, retires and draws experience; as a guidance source it offers each drawn question's chosen response."""
 
     provenance = "replay"
 
@@ -48,25 +53,31 @@ class ReplayPool:
         self.retired: set[str] = set()
         self.started = False
         self.rng = np.random.default_rng(seed)
-        self.entropy_of: Callable[[GuideSample], float] | None = None
+        self.drawn: list[str] = []  # this step's experience questions
+        self.chosen: dict[str, GuideSample] = {}  # their selected responses
 
     def __len__(self) -> int:
         return len(self.questions)
 
     def observe(
-        self, key: str, prompt_row: Mapping[str, Any], successes: Sequence[GuideSample], num_correct: int
+        self,
+        key: str,
+        dataset_position: int,
+        successes: Sequence[GuideSample],
+        num_correct: int,
+        group_size: int,
     ) -> None:
-        """One group's outcome: ``num_correct`` of n; ``successes`` are its correct responses with their log-probs."""
-        n = self.settings.n
+        """One group's outcome: ``num_correct`` of its ``group_size`` generated responses were correct;
+        ``successes`` are those responses with their log-probs."""
         if key in self.retired:
             return
-        if num_correct >= n:
+        if num_correct >= group_size:
             self.questions.pop(key, None)
             self.retired.add(key)
             return
         if num_correct <= 0:
             return  # nothing to learn from; an earlier success (if any) stays
-        entry = self.questions.setdefault(key, Experience(num_correct, dict(prompt_row)))
+        entry = self.questions.setdefault(key, Experience(num_correct, int(dataset_position)))
         entry.successes = num_correct
         entry.responses.extend(successes)
         del entry.responses[: -self.settings.max_responses_per_question]
@@ -84,11 +95,13 @@ class ReplayPool:
         mu, sigma = self.settings.n / 2, self.settings.sigma
         return {k: math.exp(-0.5 * ((k - mu) / sigma) ** 2) for k in sorted(buckets)}
 
-    def sample_questions(self, count: int) -> list[str]:
-        """Up to ``count`` distinct question keys: a bucket by weight, then a question uniformly within it."""
+    def sample_questions(self, count: int, exclude: Collection[str] = ()) -> list[str]:
+        """Up to ``count`` distinct question keys not in ``exclude``: a bucket by weight, then a question uniformly
+        within it."""
         by_bucket: dict[int, list[str]] = {}
         for key, entry in sorted(self.questions.items()):
-            by_bucket.setdefault(entry.successes, []).append(key)
+            if key not in exclude:
+                by_bucket.setdefault(entry.successes, []).append(key)
         chosen: list[str] = []
         while by_bucket and len(chosen) < count:
             weights = self._weights(by_bucket)
@@ -101,14 +114,30 @@ class ReplayPool:
                 del by_bucket[bucket]
         return chosen
 
+    def draw(self, count: int, exclude: Collection[str] = ()) -> list[tuple[str, int]]:
+        """This step's experience questions as ``(key, dataset position)``; none before replay has started. Forgets
+        the previous step's."""
+        self.chosen = {}
+        self.drawn = self.sample_questions(count, exclude) if self.started else []
+        return [(key, self.questions[key].dataset_position) for key in self.drawn]
+
+    def candidates(self, key: str) -> list[GuideSample]:
+        """A question's stored responses, in storage order."""
+        entry = self.questions.get(key)
+        return list(entry.responses) if entry else []
+
+    def choose(self, key: str, entropies: Sequence[float]) -> GuideSample:
+        """Select the candidate with the lowest entropy under the current policy (``entropies`` in candidate order)."""
+        candidates = self.candidates(key)
+        if len(entropies) != len(candidates) or not candidates:
+            raise ValueError(f"question {key!r}: {len(entropies)} entropies for {len(candidates)} candidates")
+        self.chosen[key] = candidates[int(np.argmin(entropies))]
+        return self.chosen[key]
+
     def guides(self, prompt_key: str, prompt_row: Mapping[str, Any] | None = None) -> list[GuideSample]:
-        """The question's stored responses, lowest entropy under the current policy first (``entropy_of``)."""
-        entry = self.questions.get(prompt_key)
-        if entry is None:
-            return []
-        if self.entropy_of is None:
-            raise RuntimeError("ReplayPool.entropy_of must be set to the current policy's entropy before replay")
-        return sorted(entry.responses, key=self.entropy_of)
+        """The chosen response of a question drawn this step; nothing for any other prompt."""
+        sample = self.chosen.get(prompt_key)
+        return [] if sample is None else [sample]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -122,7 +151,7 @@ class ReplayPool:
         self.questions = {
             key: Experience(
                 int(raw["successes"]),
-                dict(raw["prompt_row"]),
+                int(raw["dataset_position"]),
                 [sample_from_json(r) for r in raw["responses"]],
             )
             for key, raw in state["questions"].items()
@@ -130,3 +159,4 @@ class ReplayPool:
         self.retired = set(state["retired"])
         self.started = bool(state["started"])
         self.rng.bit_generator.state = state["rng"]
+        self.drawn, self.chosen = [], {}

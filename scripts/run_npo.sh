@@ -15,7 +15,7 @@ Where it runs:
   --local, or no Slurm                         run on this machine (verl starts its own Ray)
 
 Options (environment variable in brackets):
-  --recipe NAME        npo | grpo | luffy | rlep (recipes/NAME/config)                      [RECIPE, default npo]
+  --recipe NAME        npo | grpo | luffy | exgrpo | rlep (recipes/NAME/config)             [RECIPE, default npo]
   --config FILE        the recipe YAML to run (default recipes/NAME/config/NAME_trainer.yaml) [CONFIG]
   --demo               the tiny CPU config (NAME_cpu_demo.yaml), its model and data built locally; --local alone
                        implies it unless --config or MODEL_PATH is given

@@ -1,10 +1,10 @@
 """Guide-token loss shaping (``guidance.loss_shaping``) through verl's policy-loss registry: ``loss_mode=npo_guided``.
 
 verl 0.9.1 calls a registered policy loss with the standard per-token tensors only, so the trainer marks the guide
-tokens in the batch (``npo_off_policy``) and names the shaping and its γ in the batch's meta info; the NPO worker's
-loss function, :func:`guided_ppo_loss`, reads them for each micro-batch, hands them to the registered loss, and
-otherwise runs verl's own ``ppo_loss`` (entropy, KL, aggregation, metrics). The per-token formulas are
-``npo_ext.loss_shaping``.
+tokens in the batch (``npo_off_policy``; for exgrpo also the replayed tokens' recorded log-probs) and names the
+shaping and its γ in the batch's meta info; the NPO worker's loss function, :func:`guided_ppo_loss`, reads them for
+each micro-batch, hands them to the registered loss, and otherwise runs verl's own ``ppo_loss`` (entropy, KL,
+aggregation, metrics). The per-token formulas are ``npo_ext.loss_shaping``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
 from npo_ext.config import GuidanceConfig
-from npo_ext.injection import IS_GUIDE
+from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE
 from npo_ext.loss_shaping import guided_policy_loss, shaped_weight
 
 LOSS_MODE = "npo_guided"
@@ -33,6 +33,8 @@ def mark_guide_tokens(batch: DataProto, guidance: GuidanceConfig) -> None:
     mask = batch.batch["response_mask"].bool()
     is_guide = batch.batch[IS_GUIDE] if IS_GUIDE in batch.batch.keys() else torch.zeros(len(batch), dtype=torch.bool)
     batch.batch[OFF_POLICY] = mask & is_guide.bool().unsqueeze(-1)
+    if guidance.loss_shaping == "exgrpo" and BEHAVIOUR_LOG_PROBS not in batch.batch.keys():
+        batch.batch[BEHAVIOUR_LOG_PROBS] = torch.zeros(mask.shape)  # no replayed rows this step
     batch.meta_info[SHAPING] = guidance.loss_shaping
     batch.meta_info[GAMMA] = guidance.gamma
 
@@ -46,6 +48,9 @@ def guided_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = 
         shaping=shaping,
         gamma=float(tu.get_non_tensor_data(data, GAMMA, 0.1)),
         off_policy=data.select(OFF_POLICY).to_padded_tensor()[OFF_POLICY].bool(),
+        behaviour_log_prob=(
+            data.select(BEHAVIOUR_LOG_PROBS).to_padded_tensor()[BEHAVIOUR_LOG_PROBS] if shaping == "exgrpo" else None
+        ),
     )
     try:
         return ppo_loss(config, model_output, data, dp_group)
@@ -76,6 +81,7 @@ def npo_guided_policy_loss(
         advantages,
         off_policy,
         _micro_batch["shaping"],
+        behaviour_log_prob=_micro_batch["behaviour_log_prob"],
         gamma=_micro_batch["gamma"],
         clip_low=config.clip_ratio_low,
         clip_high=config.clip_ratio_high,
@@ -85,7 +91,7 @@ def npo_guided_policy_loss(
         loss_mat = loss_mat * rollout_is_weights
     loss = agg_loss(loss_mat, response_mask, loss_agg_mode, **config.global_batch_info)
     guide_tokens = off_policy.sum()
-    weight = shaped_weight(log_prob.detach(), None, _micro_batch["gamma"])
+    weight = shaped_weight(log_prob.detach(), _micro_batch["behaviour_log_prob"], _micro_batch["gamma"])
     metrics = {
         "actor/npo_guide_token_frac": (guide_tokens / response_mask.sum().clamp_min(1)).item(),
         "actor/npo_shaped_weight_mean": ((weight * off_policy).sum() / guide_tokens.clamp_min(1)).item(),

@@ -38,6 +38,7 @@ class NPOTaskRunner(BaseTaskRunner):
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.dataset.rl_dataset import collate_fn
 
+        from recipes.exgrpo.replay import PositionedDataset
         from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
         OmegaConf.resolve(config)
@@ -57,6 +58,8 @@ class NPOTaskRunner(BaseTaskRunner):
             is_train=True,
             max_samples=config.data.get("train_max_samples", -1),
         )
+        if config.get("guidance", {}).get("source") == "replay":  # ExGRPO asks questions again by position
+            train_dataset = PositionedDataset(train_dataset)
         val_dataset = create_rl_dataset(
             config.data.val_files,
             config.data,

@@ -60,6 +60,7 @@ from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import effective_signal, estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
+from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens
@@ -94,6 +95,8 @@ class GuidedRollout:
         output = self.inner.generate_sequences(prompts)
         start = time.perf_counter()
         self.trainer.record_rollout(prompts, output)
+        if self.trainer.replay is not None:
+            self.trainer.replay.tag_rows(prompts, output)
         if source is not None:
             self.trainer.inject(prompts, output, source)
         self.trainer.add_overhead(time.perf_counter() - start)
@@ -115,7 +118,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 f"guidance.source={self.guidance.source} replaces NPO's near-future guides: set npo.enable=false"
             )
         self.external_source = self._external_source()
-        if self.npo.enable or self.external_source is not None:
+        if self.npo.enable or self.guidance.source != "near_future":
             check_verl_run_supports_npo(self.config)
         if self.npo.enable:
             self.npo.check_against_run(
@@ -142,7 +145,10 @@ class RayNPOTrainer(RayPPOTrainer):
         resuming = self.config.trainer.resume_mode != "disable"
         self.compute = ComputeCounter.load(self.compute_path) if resuming else ComputeCounter()
         self.fork_engine = VerlForkEngine(self)
-        self.train_dataloader = ReplayableDataLoader(self.train_dataloader, self._on_step_boundary)
+        self.replay = ExperienceReplay(self, self.guidance) if self.guidance.source == "replay" else None
+        self.train_dataloader = ReplayableDataLoader(
+            self.train_dataloader, self._on_step_boundary, compose=self.replay.compose if self.replay else None
+        )
         self.data_state_at_boundary: dict[str, Any] = {}
         self._pending_metrics: dict[str, float] = {}
         self._onpolicy_score = self._entropy = float("nan")
@@ -290,6 +296,13 @@ class RayNPOTrainer(RayPPOTrainer):
         self.compute.guide_tokens += int(output.batch["response_mask"].sum())
         self.compute.save(self.compute_path)
 
+    def stage_metrics(self, metrics: dict[str, float]) -> None:
+        """Metrics logged with the next actor update."""
+        self._pending_metrics.update(metrics)
+
+    def staged_metric(self, key: str) -> float | None:
+        return self._pending_metrics.get(key)
+
     def add_collect_metrics(self, sampled: int, reused: int, skipped: int) -> None:
         """Per window batch collected: prompts sampled from the guide, given a look-ahead guide, or skipped."""
         for name, count in (("sampled", sampled), ("reused", reused), ("skipped", skipped)):
@@ -312,10 +325,13 @@ class RayNPOTrainer(RayPPOTrainer):
 
         return reward_fn
 
-    def inject(self, prompts: DataProto, output: DataProto, source: GuidanceSource) -> None:
-        """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics."""
+    def inject(
+        self, prompts: DataProto, output: DataProto, source: GuidanceSource, keys: Sequence[str] | None = None
+    ) -> None:
+        """Inject guides into one generated batch (in place) and stage the ``npo/inject/*`` metrics; ``keys``: the
+        rows' prompt keys when ``prompts`` no longer carries the ``npo.prompt_key`` fields."""
         nt = prompts.non_tensor_batch
-        keys = self.prompt_keys(nt)
+        keys = self.prompt_keys(nt) if keys is None else list(keys)
         check_one_prompt_per_key(keys, nt["uid"], self.npo.prompt_key)
         output.non_tensor_batch["uid"] = nt["uid"]
         if source is self.fork_manager.pool:
@@ -395,8 +411,14 @@ class RayNPOTrainer(RayPPOTrainer):
         self._pending_metrics[OVERHEAD_KEY] = self._pending_metrics.get(OVERHEAD_KEY, 0.0) + seconds
 
     def _compute_old_log_prob(self, batch: DataProto):
+        start = time.perf_counter()
+        if self.replay is not None:  # ExGRPO: the replicas sleep now, so the actor can score stored responses
+            self.replay.inject(batch)
+        self.add_overhead(time.perf_counter() - start)
         old_log_prob, mfu = super()._compute_old_log_prob(batch)
         start = time.perf_counter()
+        if self.replay is not None:
+            self.replay.observe(batch, old_log_prob.batch["old_log_probs"])
         mask = batch.batch["response_mask"].float()
         self._entropy = float((old_log_prob.batch["entropys"] * mask).sum() / mask.sum().clamp_min(1))
         align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
@@ -453,14 +475,22 @@ class RayNPOTrainer(RayPPOTrainer):
         atomic_write_json(folder / CHECKPOINT_STATE_FILE, self.fork_manager.checkpoint_state())
         if self.auto is not None:
             atomic_torch_save(self.auto.state_dict(), folder / AUTO_STATE_FILE)
-        if hasattr(self.external_source, "state_dict"):
-            atomic_write_json(folder / SOURCE_STATE_FILE, self.external_source.state_dict())
+        source = self._stateful_source()
+        if source is not None:
+            atomic_write_json(folder / SOURCE_STATE_FILE, source.state_dict())
+
+    def _stateful_source(self) -> Any:
+        """The guidance source whose state checkpoints carry: RLEP's draw generator, ExGRPO's experience pool."""
+        if self.replay is not None:
+            return self.replay.pool
+        return self.external_source if hasattr(self.external_source, "state_dict") else None
 
     def load_source_state(self, folder: Path) -> None:
-        """The external guidance source's state (RLEP: its draw generator) as saved with the checkpoint."""
+        """The guidance source's state as saved with the checkpoint."""
         path = folder / SOURCE_STATE_FILE
-        if hasattr(self.external_source, "load_state_dict") and path.exists():
-            self.external_source.load_state_dict(read_json(path, "guidance source state"))
+        source = self._stateful_source()
+        if source is not None and path.exists():
+            source.load_state_dict(read_json(path, "guidance source state"))
 
     def load_auto_state(self, folder: Path) -> None:
         """AutoNPO's controller (signal windows, mistake pool, counters) as saved with a checkpoint or snapshot."""

@@ -14,14 +14,18 @@ from typing import Any
 
 # on_boundary(state_before_next_batch, epoch_end)
 BoundaryHook = Callable[[dict[str, Any], bool], None]
+# compose(collated batch) -> the batch the step trains on (ExGRPO swaps in experience questions)
+ComposeHook = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ReplayableDataLoader:
-    """Delegates to ``loader``; ``on_boundary`` runs at every step boundary of an iteration."""
+    """Delegates to ``loader``; ``on_boundary`` runs at every step boundary of an iteration, ``compose`` (if given)
+    on every batch it hands out."""
 
-    def __init__(self, loader, on_boundary: BoundaryHook) -> None:
+    def __init__(self, loader, on_boundary: BoundaryHook, compose: ComposeHook | None = None) -> None:
         self.loader = loader
         self.on_boundary = on_boundary
+        self.compose = compose
         self._rewound = False
 
     def __len__(self) -> int:
@@ -58,4 +62,4 @@ class ReplayableDataLoader:
                 batch = next(iterator)
             if batch is None:
                 return
-            yield batch
+            yield batch if self.compose is None else self.compose(batch)

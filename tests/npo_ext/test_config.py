@@ -66,7 +66,11 @@ def test_run_shape_checks():
         ({"mixing": "append"}, "cannot gate"),
         ({"mixing": "prepend"}, "guidance.mixing must be one of"),
         ({"source": "experience_file"}, "needs guidance.experience_file"),
-        ({"source": "replay"}, "guidance.source must be one of"),
+        ({"source": "memory"}, "guidance.source must be one of"),
+        ({"loss_shaping": "exgrpo"}, "only guidance.source=replay records"),
+        ({"source": "replay", "mixing": "append", "gated": False}, "mixing=replace"),
+        ({"source": "replay", "replay_ratio": 1.0}, "replay_ratio must be in"),
+        ({"source": "replay", "replay_max_responses": 0}, "replay_max_responses >= 1"),
         ({"pool": "x"}, "unknown guidance option"),
     ],
 )

@@ -77,3 +77,20 @@ def test_the_rlep_recipe_appends_two_replays_to_groups_of_eight():
     npo = config()
     assert rlep.algorithm.norm_adv_by_std_in_grpo == npo.algorithm.norm_adv_by_std_in_grpo, "standardised over n+2"
     assert rlep.actor_rollout_ref.actor.optim.lr == npo.actor_rollout_ref.actor.optim.lr
+
+
+def test_the_exgrpo_recipe_replays_one_of_eight_with_the_shaped_weight():
+    with initialize_config_dir(
+        config_dir=str(Path(recipes.npo.__file__).parents[1] / "exgrpo" / "config"), version_base=None
+    ):
+        exgrpo = compose(config_name="exgrpo_trainer")
+    check_verl_run_supports_npo(exgrpo)
+    guidance = GuidanceConfig.from_dict(OmegaConf.to_container(exgrpo.guidance, resolve=True))
+    assert (guidance.source, guidance.mixing, guidance.gated, guidance.loss_shaping) == (
+        "replay", "replace", False, "exgrpo"
+    )  # fmt: skip
+    assert (guidance.replay_ratio, guidance.replay_start_accuracy, guidance.replay_sigma) == (0.5, 0.35, 1.0)
+    assert exgrpo.npo.slots_per_group == 1 and exgrpo.actor_rollout_ref.rollout.n == 8, "1 replayed + 7 generated"
+    assert exgrpo.actor_rollout_ref.actor.policy_loss.loss_mode == "npo_guided"
+    assert not exgrpo.algorithm.norm_adv_by_std_in_grpo
+    assert exgrpo.actor_rollout_ref.actor.optim.lr == config().actor_rollout_ref.actor.optim.lr

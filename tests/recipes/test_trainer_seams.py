@@ -47,7 +47,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
         {"actor_rollout_ref": {"rollout": {"n": 2}}, "trainer": {"default_local_dir": str(tmp_path), "save_freq": 1}}
     )
     trainer.npo = NPOConfig()
-    trainer.guidance, trainer.external_source = GuidanceConfig(), None
+    trainer.guidance, trainer.external_source, trainer.replay = GuidanceConfig(), None, None
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.auto = None

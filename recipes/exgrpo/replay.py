@@ -1,0 +1,188 @@
+"""ExGRPO's experience replay inside verl's unmodified ``fit()``: the glue around ``npo_ext.replay_pool.ReplayPool``.
+
+Three seams of :class:`recipes.npo.npo_ray_trainer.RayNPOTrainer` call it:
+
+* the dataloader wrapper hands each batch to :meth:`ExperienceReplay.compose`: once replay has started, up to
+  ``guidance.replay_ratio`` of the batch's prompts are replaced by experience questions drawn from the pool, asked
+  again from their dataset position (the fresh prompts they displace come back in a later epoch);
+* ``_compute_old_log_prob`` first calls :meth:`ExperienceReplay.inject`: each experience question's stored responses
+  go through one actor forward, the lowest-entropy one replaces one generated slot of its group. This runs there,
+  not right after generation, because the rollout replicas are asleep by then (the forward needs the actor's memory);
+* then :meth:`ExperienceReplay.observe` stores the step's correct responses with the actor's log-probs of them (the
+  behaviour log-probs the exgrpo loss shaping divides by), retires fully solved prompts and may start replay.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+from npo_ext.config import GuidanceConfig, NPOConfigError
+from npo_ext.guide_pool import GuideSample
+from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE, group_rows, write_response
+from npo_ext.replay_pool import ReplayPool, ReplaySettings
+from npo_ext.signals import effective_signal, sampled_ratio_second_moment
+
+if TYPE_CHECKING:
+    from recipes.npo.npo_ray_trainer import RayNPOTrainer
+
+POSITION = "dataset_position"
+PROMPT_KEY = "npo_prompt_key"  # a generated row's prompt key: verl's step batch keeps only the reward fields
+
+
+class PositionedDataset(Dataset):
+    """The training dataset with each row's position in it, so that an experience question can be asked again."""
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        row = self.inner[position]
+        row[POSITION] = int(position)
+        return row
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling in a dataloader worker)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def merge_collated(fresh: dict[str, Any], keep: int, experience: dict[str, Any]) -> dict[str, Any]:
+    """The first ``keep`` rows of a collated batch followed by the rows of another one with the same fields."""
+    if fresh.keys() != experience.keys():
+        raise NPOConfigError(
+            f"experience questions collate to fields {sorted(experience)}, the training batch to {sorted(fresh)}"
+        )
+    merged = {}
+    for key, value in fresh.items():
+        if isinstance(value, torch.Tensor):
+            merged[key] = torch.cat([value[:keep], experience[key]])
+        else:
+            merged[key] = np.concatenate([value[:keep], experience[key]])
+    return merged
+
+
+class ExperienceReplay:
+    """One run's experience pool and its three seams (module docstring)."""
+
+    def __init__(self, trainer: RayNPOTrainer, guidance: GuidanceConfig) -> None:
+        if not isinstance(trainer.train_dataset, PositionedDataset):
+            raise NPOConfigError(
+                "guidance.source=replay needs the training dataset wrapped in recipes.exgrpo.replay.PositionedDataset "
+                "(recipes/npo/main_npo.py does this)"
+            )
+        self.trainer = trainer
+        self.ratio = guidance.replay_ratio
+        settings = ReplaySettings(
+            n=trainer.config.actor_rollout_ref.rollout.n,
+            start_accuracy=guidance.replay_start_accuracy,
+            sigma=guidance.replay_sigma,
+            max_responses_per_question=guidance.replay_max_responses,
+        )
+        self.pool = ReplayPool(settings, seed=guidance.seed)
+
+    def compose(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Replace the batch's last prompts with this step's experience questions (none before replay starts)."""
+        keys = self.trainer.prompt_keys(batch)
+        drawn = self.pool.draw(int(len(keys) * self.ratio), exclude=set(keys))
+        self.trainer.stage_metrics({"npo/replay/questions": float(len(drawn))})
+        if not drawn:
+            return batch
+        dataset, collate = self.trainer.train_dataset, self.trainer.train_dataloader.collate_fn
+        experience = collate([dataset[position] for _, position in drawn])
+        found = self.trainer.prompt_keys(experience)
+        if found != [key for key, _ in drawn]:
+            raise NPOConfigError(
+                f"the training dataset's rows at positions {[p for _, p in drawn]} have prompt keys {found}, the pool "
+                f"stored {[k for k, _ in drawn]}: a resumed run must use the same data files"
+            )
+        return merge_collated(batch, len(keys) - len(drawn), experience)
+
+    def tag_rows(self, prompts: DataProto, output: DataProto) -> None:
+        """Carry each generated row's prompt key and dataset position into the step's batch."""
+        output.non_tensor_batch[PROMPT_KEY] = np.array(self.trainer.prompt_keys(prompts.non_tensor_batch), dtype=object)
+        output.non_tensor_batch[POSITION] = prompts.non_tensor_batch[POSITION]
+
+    def inject(self, batch: DataProto) -> None:
+        """Choose each experience question's lowest-entropy stored response and put it into its group."""
+        if not self.pool.drawn:
+            return
+        keys = list(batch.non_tensor_batch[PROMPT_KEY])
+        first_row = {keys[rows[0]]: rows[0] for rows in group_rows(batch.non_tensor_batch["uid"]).values()}
+        candidates = {key: self.pool.candidates(key) for key in self.pool.drawn}
+        rows = [first_row[key] for key, samples in candidates.items() for _ in samples]
+        entropies = iter(self._mean_entropies(batch, rows, [s for samples in candidates.values() for s in samples]))
+        for key, samples in candidates.items():
+            self.pool.choose(key, [next(entropies) for _ in samples])
+        self.trainer.inject(batch, batch, self.pool, keys)
+        batch.meta_info["global_token_num"] = batch.batch["attention_mask"].sum(-1).tolist()
+
+    def _mean_entropies(self, batch: DataProto, rows: list[int], candidates: list[GuideSample]) -> list[float]:
+        """Mean token entropy of each candidate response under the current actor, written after its prompt's row."""
+        trainer = self.trainer
+        probe = batch.select_idxs(rows)
+        for i, sample in enumerate(candidates):
+            if (
+                write_response(probe, i, sample.response_ids, trainer.eos_token_ids, trainer.tokenizer.pad_token_id)
+                is None
+            ):
+                raise ValueError(f"a stored response of {len(sample.response_ids)} tokens no longer fits the responses")
+        world = trainer.actor_rollout_wg.world_size
+        micro = trainer.config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu or 1
+        padded, _ = pad_dataproto_to_divisor(probe, world * micro)
+        padded.meta_info["global_token_num"] = padded.batch["attention_mask"].sum(-1).tolist()
+        output, _ = RayPPOTrainer._compute_old_log_prob(trainer, padded)
+        entropy = output.batch["entropys"][: len(rows)]
+        mask = probe.batch["response_mask"].float()
+        return ((entropy * mask).sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
+
+    def observe(self, batch: DataProto, old_log_probs: torch.Tensor) -> None:
+        """Store this step's correct generated responses (per group), retire solved prompts, maybe start replay."""
+        trainer = self.trainer
+        nt, td = batch.non_tensor_batch, batch.batch
+        keys = nt[PROMPT_KEY]
+        correct = np.asarray(nt[trainer.npo.acc_key], dtype=np.float64) >= trainer.npo.guide_min_acc
+        is_guide = td[IS_GUIDE].bool().tolist() if IS_GUIDE in td.keys() else [False] * len(batch)
+        lengths = td["response_mask"].sum(-1).long().tolist()
+        scores = td["rm_scores"].sum(-1).tolist()
+        generated_correct = []
+        for rows in group_rows(nt["uid"]).values():
+            generated = [r for r in rows if not is_guide[r]]
+            successes = [
+                GuideSample(
+                    tuple(td["responses"][r, : lengths[r]].tolist()),
+                    float(scores[r]),
+                    trainer.global_steps,
+                    provenance=self.pool.provenance,
+                    behaviour_log_probs=tuple(old_log_probs[r, : lengths[r]].tolist()),
+                )
+                for r in generated
+                if correct[r]
+            ]
+            self.pool.observe(keys[rows[0]], int(nt[POSITION][rows[0]]), successes, len(successes), len(generated))
+            generated_correct += [bool(correct[r]) for r in generated]
+        started = self.pool.update_start(float(np.mean(generated_correct)))
+        metrics = {
+            "npo/replay/pool_questions": float(len(self.pool)),
+            "npo/replay/retired": float(len(self.pool.retired)),
+            "npo/replay/started": float(started),
+        }
+        replayed = [r for r in range(len(batch)) if is_guide[r]]
+        if replayed:  # V from the recorded log-probs: NPO's sampled_w2 estimator, E_past[(π_cur / π_past)²] per token
+            v = sampled_ratio_second_moment(
+                old_log_probs[replayed], td[BEHAVIOUR_LOG_PROBS][replayed], td["response_mask"][replayed]
+            )
+            metrics["npo/signal/v"] = v
+            q = trainer.staged_metric("npo/signal/q")
+            if q is not None:
+                metrics["npo/signal/s"] = effective_signal(q, v)
+        trainer.stage_metrics(metrics)
