@@ -1,7 +1,7 @@
 """The paper's Figure 2 as a command: Q(Δ), V(Δ) and S(Δ) of near-future guides, from a run's saved checkpoints.
 
     python -m npo_ext.probe --checkpoints DIR --anchor T --deltas 10,20,40 --prompts FILE [--k 8] [--out DIR]
-                            [--teacher-field FIELD] [--experience-file FILE]
+                            [--teacher-field FIELD] [--experience-file FILE] [--replay-pool FILE]
                             [--device cpu|cuda] [--config-name NAME] [hydra overrides of the run...]
 
 θ_T (``DIR/global_step_T``) samples k responses per prompt: the prompts it fails (all k wrong) are where Q is
@@ -10,9 +10,10 @@ per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples (top-k, as in traini
 trainer's rule (``npo_ext.delta_selection``). Writes ``probe.csv`` and ``probe.png`` under ``--out``.
 
 The other guidance sources are measured on the same failed prompts (``--teacher-field``: LUFFY's trace in
-``extra_info``; ``--experience-file``: RLEP's file), one stored trajectory each, so their Q is pass@1; ``sources.csv``
-and ``sources.png`` put every source side by side. Their V is NaN: NPO's V needs the guide's next-token distribution,
-which a stored trace does not have (README, "Guidance sources").
+``extra_info``; ``--experience-file``: RLEP's file; ``--replay-pool``: ExGRPO's pool as a checkpoint saved it), one
+stored trajectory each, so their Q is pass@1; ``sources.csv`` and ``sources.png`` put every source side by side.
+Their V is NaN here: NPO's V needs the guide's next-token distribution, which a stored trace does not have (README,
+"Guidance sources"); ExGRPO's replay logs a sampled V during training from the log-probs it records.
 
 Loading checkpoints and sampling is the backend's job (``--backend``, default the verl recipe's, which samples
 through the same rollout the trainer uses); this module only orders the work and does the arithmetic, so it stays
@@ -54,7 +55,8 @@ class ProbeBackend(Protocol):
 
     def external_correct(self, source: str, where: str) -> np.ndarray:
         """Per prompt, 1 where an external source holds a verified-correct trajectory: ``teacher`` (the trace in
-        ``extra_info[where]``, judged by the reward) or ``experience_file`` (the prompt is in the file ``where``)."""
+        ``extra_info[where]``, judged by the reward), ``experience_file`` (the prompt is in the file ``where``) or
+        ``replay`` (the prompt has stored successes in the pool state ``where``)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--out", type=Path, default=Path("probe_out"), help="where probe.csv and probe.png go")
     parser.add_argument("--teacher-field", help="also measure the teacher traces in extra_info[FIELD] (LUFFY)")
     parser.add_argument("--experience-file", type=Path, help="also measure an RLEP experience file")
+    parser.add_argument(
+        "--replay-pool", type=Path, help="also measure an ExGRPO pool (a checkpoint's guidance_source.json)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     parser.add_argument("--config-name", default="npo_trainer", help="the run's recipe config (recipes/npo/config)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="module with create(args, overrides)")
@@ -199,8 +204,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             parser.error(f"no checkpoint for step {step}: {folder} (save with trainer.save_freq dividing every step)")
     if not args.prompts.is_file():
         parser.error(f"--prompts: no such file {args.prompts}")
-    if args.experience_file is not None and not args.experience_file.is_file():
-        parser.error(f"--experience-file: no such file {args.experience_file}")
+    for option, path in (("--experience-file", args.experience_file), ("--replay-pool", args.replay_pool)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option}: no such file {path}")
     return args, overrides
 
 
@@ -210,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> list[Candidate]:
     backend = importlib.import_module(args.backend).create(args, overrides)
     external = [("teacher", args.teacher_field)] if args.teacher_field else []
     external += [("experience_file", str(args.experience_file))] if args.experience_file else []
+    external += [("replay", str(args.replay_pool))] if args.replay_pool else []
     try:
         rows, sources = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
     finally:

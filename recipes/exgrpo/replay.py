@@ -140,6 +140,7 @@ class ExperienceReplay:
         micro = trainer.config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu or 1
         padded, _ = pad_dataproto_to_divisor(probe, world * micro)
         padded.meta_info["global_token_num"] = padded.batch["attention_mask"].sum(-1).tolist()
+        padded.meta_info.pop("images_seqlens", None)  # the step batch's (verl uses it for MFU only)
         output, _ = RayPPOTrainer._compute_old_log_prob(trainer, padded)
         entropy = output.batch["entropys"][: len(rows)]
         mask = probe.batch["response_mask"].float()

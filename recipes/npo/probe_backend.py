@@ -65,8 +65,15 @@ class VerlProbeBackend:
 
             _, entries = read_experience(where)
             return np.array([key in entries for key in self.trainer.prompt_keys(nt)], dtype=int)
+        if source == "replay":
+            from npo_ext.persist import read_json
+            from npo_ext.replay_pool import ReplayPool, ReplaySettings
+
+            pool = ReplayPool(ReplaySettings())
+            pool.load_state_dict(read_json(Path(where), "replay pool"))
+            return np.array([bool(pool.candidates(key)) for key in self.trainer.prompt_keys(nt)], dtype=int)
         if source != "teacher":
-            raise ValueError(f"unknown guidance source {source!r}; expected teacher or experience_file")
+            raise ValueError(f"unknown guidance source {source!r}; expected teacher, experience_file or replay")
         npo, scorer, tokenizer = self.trainer.npo, self.trainer.reward_scorer, self.trainer.tokenizer
         correct = []
         for row in range(len(nt["extra_info"])):

@@ -5,6 +5,7 @@ the trainer's own workers, samples with the in-worker rollout and scores with th
 """
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -15,6 +16,8 @@ import pandas as pd
 import pytest
 
 from npo_ext.experience_file import ExperienceHeader, append_prompts, start_file
+from npo_ext.guide_pool import GuideSample
+from npo_ext.replay_pool import ReplayPool, ReplaySettings
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +58,14 @@ def probed(tmp_path_factory):
     experience = demo / "experience.jsonl"
     start_file(experience, ExperienceHeader(min_correct=1, samples_per_prompt=1, source_step=0))
     append_prompts(experience, {f"{r.data_source}/{r.extra_info['index']}": (1, [[5, 2]]) for r in rows.itertuples()})
+    # an ExGRPO pool, as a checkpoint saves it, holding the even-numbered prompts only: its Q is strictly inside (0, 1)
+    pool = ReplayPool(ReplaySettings())
+    for position, r in enumerate(rows.itertuples()):
+        if r.extra_info["index"] % 2 == 0:
+            success = GuideSample((5, 2), 1.0, 0, "replay", (-0.1, -0.1))
+            pool.observe(f"{r.data_source}/{r.extra_info['index']}", position, [success], 1, 8)
+    replay_pool = demo / "guidance_source.json"
+    replay_pool.write_text(json.dumps(pool.state_dict()))
     proc = subprocess.run(
         [
             sys.executable,
@@ -68,6 +79,7 @@ def probed(tmp_path_factory):
             "--device=cpu",
             "--teacher-field=teacher_response",
             f"--experience-file={experience}",
+            f"--replay-pool={replay_pool}",
             "--config-name=npo_cpu_demo",
             f"--out={out}",
         ],
@@ -98,16 +110,17 @@ def test_probe_writes_finite_q_v_s_for_every_delta(probed):
     assert f"delta*={chosen[0] if chosen else None}" in stdout
 
 
-def test_teacher_and_experience_file_are_measured_beside_the_near_future(probed):
+def test_teacher_experience_file_and_replay_pool_are_measured_beside_the_near_future(probed):
     out, _, _, _ = probed
     with open(out / "sources.csv") as f:
         rows = {r["source"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["near_future (Δ=1)", "near_future (Δ=2)", "teacher (teacher_response)",
-                          "experience_file (experience.jsonl)"]  # fmt: skip
+                          "experience_file (experience.jsonl)", "replay (guidance_source.json)"]  # fmt: skip
     # the demo's teacher traces are correct worked answers, and the file holds every prompt: each solves all the
     # prompts θ_1 fails (the tiny model fails most of them)
     assert float(rows["teacher (teacher_response)"]["q"]) == 1.0
     assert float(rows["experience_file (experience.jsonl)"]["q"]) == 1.0
+    assert 0.0 < float(rows["replay (guidance_source.json)"]["q"]) < 1.0, "the pool covers the even prompts only"
     assert rows["teacher (teacher_response)"]["v"] == "nan"
     assert (out / "sources.png").read_bytes()[:8] == PNG_SIGNATURE
 
