@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 import recipes.grpo
 import recipes.npo
-from npo_ext.config import NPOConfig
+from npo_ext.config import GuidanceConfig, NPOConfig
 
 NPO_DIR = Path(recipes.npo.__file__).parent / "config"
 GRPO_DIR = Path(recipes.grpo.__file__).parent / "config"
@@ -46,9 +46,10 @@ def test_yaml_documents_every_npo_option_with_the_code_defaults():
     assert parsed == NPOConfig()
 
 
-def test_every_npo_option_is_in_the_readme():
+@pytest.mark.parametrize("options", [NPOConfig, GuidanceConfig])
+def test_every_npo_and_guidance_option_is_in_the_readme(options):
     readme = (Path(recipes.npo.__file__).parents[2] / "README.md").read_text()
-    for f in fields(NPOConfig):
+    for f in fields(options):
         assert f"| `{f.name}` |" in readme, f.name
 
 

@@ -77,3 +77,15 @@ def test_a_dry_run_prints_the_batch_script_and_a_multi_node_plan(with_sbatch):
     for override in ("trainer.nnodes=4", "trainer.n_gpus_per_node=8", "trainer.resume_mode=auto",
                      "actor_rollout_ref.model.path=/models/qwen", "npo.interventions="):  # fmt: skip
         assert override in entry
+
+
+@pytest.mark.parametrize("recipe", ["grpo", "luffy", "exgrpo", "rlep"])
+def test_each_baseline_recipe_runs_its_own_config_locally_and_on_slurm(recipe, with_sbatch):
+    local = launch("--local", "--recipe", recipe, "--dry-run", env=with_sbatch)
+    assert local.returncode == 0, local.stderr
+    assert f"--config-path {ROOT}/recipes/{recipe}/config --config-name {recipe}_cpu_demo" in local.stdout
+    env = dict(with_sbatch, MODEL_PATH="/models/qwen", TRAIN_FILES="/data/train", VAL_FILES="/data/val")
+    submit = launch("--recipe", recipe, "--dry-run", env=env)
+    assert submit.returncode == 0, submit.stderr
+    assert f"#SBATCH --job-name=npo-{recipe}" in submit.stdout
+    assert f"--config-path {ROOT}/recipes/{recipe}/config --config-name {recipe}_trainer" in submit.stdout
