@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from verl import DataProto
-from verl.protocol import pad_dataproto_to_divisor
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
 from npo_ext.config import GuidanceConfig, NPOConfigError
@@ -28,6 +27,7 @@ from npo_ext.guide_pool import GuideSample
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE, group_rows, write_response
 from npo_ext.replay_pool import ReplayPool, ReplaySettings
 from npo_ext.signals import effective_signal, sampled_ratio_second_moment
+from recipes.npo.forward_padding import pad_for_forward
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -130,15 +130,13 @@ class ExperienceReplay:
         """Mean token entropy of each candidate response under the current actor, written after its prompt's row."""
         trainer = self.trainer
         probe = batch.select_idxs(rows)
+        eos, pad = trainer.eos_token_ids, trainer.tokenizer.pad_token_id
         for i, sample in enumerate(candidates):
-            if (
-                write_response(probe, i, sample.response_ids, trainer.eos_token_ids, trainer.tokenizer.pad_token_id)
-                is None
-            ):
+            if write_response(probe, i, sample.response_ids, eos, pad) is None:
                 raise ValueError(f"a stored response of {len(sample.response_ids)} tokens no longer fits the responses")
         world = trainer.actor_rollout_wg.world_size
         micro = trainer.config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu or 1
-        padded, _ = pad_dataproto_to_divisor(probe, world * micro)
+        padded = pad_for_forward(probe, world * micro)
         padded.meta_info["global_token_num"] = padded.batch["attention_mask"].sum(-1).tolist()
         padded.meta_info.pop("images_seqlens", None)  # the step batch's (verl uses it for MFU only)
         output, _ = RayPPOTrainer._compute_old_log_prob(trainer, padded)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from verl import DataProto
-from verl.protocol import pad_dataproto_to_divisor
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 from npo_ext.topk import log_probs_at, topk_log_probs
+from recipes.npo.forward_padding import pad_for_forward
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -85,7 +85,7 @@ def _forward(trainer: RayNPOTrainer, batch: DataProto, k: int, given_ids: torch.
     # without dynamic batch sizes verl's engine needs every rank's rows to be a whole number of micro-batches
     world = trainer.actor_rollout_wg.world_size
     micro = min(trainer.config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu or size, -(-size // world))
-    padded, _ = pad_dataproto_to_divisor(DataProto.from_dict(tensors=tensors, non_tensors=non_tensors), world * micro)
+    padded = pad_for_forward(DataProto.from_dict(tensors=tensors, non_tensors=non_tensors), world * micro)
     padded.meta_info = {
         "temperature": trainer.config.actor_rollout_ref.rollout.temperature,
         "global_token_num": padded.batch["attention_mask"].sum(-1).tolist(),

@@ -247,7 +247,8 @@ def main() -> None:
         config = compose(config_name=args.config, overrides=overrides)
 
     report: dict = {"steps": [], "log_prob_sums": {}, "metrics": [], "probed": []}
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    # a cluster of its own: another test may have a `ray start` cluster running on this machine
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
         rollback_dir = args.demo_dir / "probe_rollback"
         recording = make_recording_trainer(report, die_at, rollback_dir, args.check_topk)

@@ -81,6 +81,7 @@ def probed(tmp_path_factory):
             f"--experience-file={experience}",
             f"--replay-pool={replay_pool}",
             "--config-name=npo_cpu_demo",
+            "++ray_kwargs.ray_init.address=local",  # not a `ray start` cluster another test may run here
             f"--out={out}",
         ],
         cwd=ROOT,
