@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from npo_ext.delta_selection import Candidate, Decision, select_delta
-from npo_ext.signals import effective_signal, estimate_q
+from npo_ext.signals import effective_signal, estimate_q, pass_at_1_q
 
 DEFAULT_BACKEND = "recipes.npo.probe_backend"
 
@@ -89,7 +89,7 @@ def probe(
         bar.update()
         failing = anchor_correct / k
         sources = [
-            SourceSignal(f"{kind} ({Path(where).name})", _pass_at_1(failing, backend.external_correct(kind, where)))
+            SourceSignal(f"{kind} ({Path(where).name})", pass_at_1_q(failing, backend.external_correct(kind, where)))
             for kind, where in external
         ]
         correct: dict[int, np.ndarray] = {}
@@ -105,10 +105,6 @@ def probe(
             bar.update()
     near_future = [SourceSignal(f"near_future (Δ={r.delta})", r.q, r.v) for r in rows]
     return rows, near_future + sources
-
-
-def _pass_at_1(policy_acc: np.ndarray, correct: np.ndarray) -> float:
-    return estimate_q(policy_acc, np.ones(len(correct), dtype=int), np.asarray(correct, dtype=int), k=1)
 
 
 def write_csv(rows: Sequence[Candidate], decision: Decision, path: Path) -> None:

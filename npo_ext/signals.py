@@ -21,7 +21,7 @@ under the current policy; its exact V formula is not public. Choices made here (
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +60,12 @@ def estimate_q(
     return float(
         np.mean([pass_at_k(int(guide_samples[i]), int(guide_correct[i]), k or int(guide_samples[i])) for i in failing])
     )
+
+
+def pass_at_1_q(policy_acc: Sequence[float], guide_correct: Sequence[int]) -> float:
+    """Q of a source that holds one trajectory per prompt (a teacher trace, a stored success): the fraction of the
+    prompts the current policy fails on which that trajectory is correct."""
+    return estimate_q(policy_acc, np.ones(len(guide_correct), dtype=int), np.asarray(guide_correct, dtype=int), k=1)
 
 
 def _masked_token_mean(values: torch.Tensor, mask: torch.Tensor | None) -> float:

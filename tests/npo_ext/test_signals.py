@@ -12,6 +12,7 @@ from npo_ext.signals import (
     chi2_second_moment_topk,
     effective_signal,
     estimate_q,
+    pass_at_1_q,
     pass_at_k,
     sampled_ratio_second_moment,
     sampled_ratio_variance,
@@ -189,3 +190,9 @@ def test_s_has_an_interior_optimum_in_delta_on_a_training_run():
     assert 0 < best < len(deltas) - 1, f"S(Δ) = {np.round(s, 3)}"
     assert q[-1] >= q[best] and v[-1] > 10 * v[best], "past the optimum the guide is stronger but too far"
     assert s[best] > 2 * s[0], "looking ahead beats using the current policy as its own guide"
+
+
+def test_pass_at_1_q_counts_one_trajectory_per_prompt_on_the_failed_prompts_only():
+    # prompts 0 and 2 fail; the source's trajectory is correct on 0 and 1: Q = 1/2 (prompt 1 is not failed)
+    assert pass_at_1_q([0.0, 0.5, 0.0], [1, 1, 0]) == 0.5
+    assert math.isnan(pass_at_1_q([0.5, 1.0], [1, 1])), "no failed prompt: Q is undefined"
