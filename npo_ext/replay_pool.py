@@ -68,7 +68,8 @@ class ReplayPool:
         group_size: int,
     ) -> None:
         """One group's outcome: ``num_correct`` of its ``group_size`` generated responses were correct;
-        ``successes`` are those responses with their log-probs."""
+        ``successes`` are the ones that can be replayed, with their log-probs (possibly fewer: the caller leaves out
+        responses cut off at the length limit)."""
         if key in self.retired:
             return
         if num_correct >= group_size:
@@ -77,7 +78,11 @@ class ReplayPool:
             return
         if num_correct <= 0:
             return  # nothing to learn from; an earlier success (if any) stays
-        entry = self.questions.setdefault(key, Experience(num_correct, int(dataset_position)))
+        entry = self.questions.get(key)
+        if entry is None:
+            if not successes:
+                return  # a question is stored with something to replay
+            entry = self.questions[key] = Experience(num_correct, int(dataset_position))
         entry.successes = num_correct
         entry.responses.extend(successes)
         del entry.responses[: -self.settings.max_responses_per_question]

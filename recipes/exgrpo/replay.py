@@ -153,7 +153,11 @@ class ExperienceReplay:
         is_guide = td[IS_GUIDE].bool().tolist() if IS_GUIDE in td.keys() else [False] * len(batch)
         lengths = td["response_mask"].sum(-1).long().tolist()
         scores = td["rm_scores"].sum(-1).tolist()
-        generated_correct = []
+        # a correct response cut off at the length limit counts as a success but is not replayed: written back, it
+        # would need an EOS it never had, one token past the budget
+        last_tokens = [int(td["responses"][r, length - 1]) if length else None for r, length in enumerate(lengths)]
+        finished = [token in trainer.eos_token_ids for token in last_tokens]
+        generated_correct, unfinished = [], 0
         for rows in group_rows(nt["uid"]).values():
             generated = [r for r in rows if not is_guide[r]]
             successes = [
@@ -165,12 +169,15 @@ class ExperienceReplay:
                     behaviour_log_probs=tuple(old_log_probs[r, : lengths[r]].tolist()),
                 )
                 for r in generated
-                if correct[r]
+                if correct[r] and finished[r]
             ]
-            self.pool.observe(keys[rows[0]], int(nt[POSITION][rows[0]]), successes, len(successes), len(generated))
+            num_correct = sum(bool(correct[r]) for r in generated)
+            unfinished += num_correct - len(successes)
+            self.pool.observe(keys[rows[0]], int(nt[POSITION][rows[0]]), successes, num_correct, len(generated))
             generated_correct += [bool(correct[r]) for r in generated]
         started = self.pool.update_start(float(np.mean(generated_correct)))
         metrics = {
+            "npo/replay/unfinished_successes": float(unfinished),
             "npo/replay/pool_questions": float(len(self.pool)),
             "npo/replay/retired": float(len(self.pool.retired)),
             "npo/replay/started": float(started),

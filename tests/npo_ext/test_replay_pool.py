@@ -26,6 +26,15 @@ def test_only_partly_solved_prompts_are_stored_and_fully_solved_ones_are_retired
     assert len(pool) == 0 and pool.retired == {"all", "some"}
 
 
+def test_a_question_is_stored_only_with_a_response_to_replay():
+    pool = ReplayPool(ReplaySettings(n=8))
+    pool.observe("cut", 0, [], 2, 8)  # two successes, neither replayable (cut off at the length limit)
+    assert len(pool) == 0
+    pool.observe("cut", 0, [success(5)], 3, 8)
+    pool.observe("cut", 0, [], 4, 8)  # the count follows the latest outcome; the stored response stays
+    assert pool.questions["cut"].successes == 4 and len(pool.candidates("cut")) == 1
+
+
 def test_bucket_is_the_latest_success_count_and_responses_are_capped():
     pool = ReplayPool(ReplaySettings(n=8, max_responses_per_question=3))
     pool.observe("q", 4, [success(1), success(2)], 2, 8)

@@ -16,6 +16,7 @@ from verl.utils.dataset.rl_dataset import collate_fn
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager
+from npo_ext.guide_pool import GuideSample
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE
 from recipes.exgrpo.replay import POSITION, ExperienceReplay, PositionedDataset, merge_collated
 from recipes.npo.npo_ray_trainer import RayNPOTrainer
@@ -115,9 +116,10 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
     first = collate_fn([trainer.train_dataset[i] for i in range(4)])
     assert replay.compose(first) is first, "replay has not started: the batch is the dataloader's"
 
-    # step 1: prompt 1 is solved twice of four (two stored successes), prompt 2 four of four (retired)
+    # step 1: prompt 1 is solved three times of four (two stored successes: the third is cut off at the length limit,
+    # without EOS), prompt 2 four of four (retired)
     responses = {i: [WRONG] * N for i in range(8)}
-    responses[1] = [((5, 6, EOS), True), ((3, EOS), True), WRONG, WRONG]
+    responses[1] = [((5, 6, EOS), True), ((3, EOS), True), ((8, 8, 8, 8), True), WRONG]
     responses[2] = [((4, EOS), True)] * N
     with mock.patch.object(RayPPOTrainer, "_compute_old_log_prob", fake_actor([])):
         trainer._compute_old_log_prob(generate(trainer, first, responses))
@@ -125,7 +127,9 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
     stored = replay.pool.candidates("d/1")
     assert [s.response_ids for s in stored] == [(5, 6, EOS), (3, EOS)]
     assert stored[0].behaviour_log_probs == (-0.5, -0.5, -0.5), "the actor's log-probs of the stored tokens"
+    assert replay.pool.questions["d/1"].successes == 3
     assert trainer._pending_metrics["npo/replay/pool_questions"] == 1
+    assert trainer._pending_metrics["npo/replay/unfinished_successes"] == 1
 
     # step 2: half the batch (2 prompts) may be experience questions; the pool holds one, so one prompt is swapped
     second = replay.compose(collate_fn([trainer.train_dataset[i] for i in range(4, 8)]))
@@ -148,13 +152,14 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
     assert metrics["npo/signal/q"] == pytest.approx(1 / 4), "four groups fail; the replay solves one"
     assert metrics["npo/signal/v"] == pytest.approx(1.0), "π_cur = π_past on the replayed tokens: w = 1"
     assert metrics["npo/signal/s"] == pytest.approx(0.25)
-    # the replayed group's 3 generated responses all failed: the question stays, at 0 successes not updated
-    assert replay.pool.questions["d/1"].successes == 2
+    # the replayed group's 3 generated responses all failed: the question stays, its count not updated
+    assert replay.pool.questions["d/1"].successes == 3
 
 
 def test_a_pool_that_no_longer_matches_the_data_is_an_error(tmp_path):
     trainer = make_trainer(tmp_path)
-    trainer.replay.pool.observe("d/7", 3, [], 1, N)  # stored for position 7, found at position 3
+    stored = GuideSample((5, EOS), 1.0, 1, "replay", (-0.1, -0.1))
+    trainer.replay.pool.observe("d/7", 3, [stored], 1, N)  # stored for position 7, found at position 3
     trainer.replay.pool.update_start(1.0)
     with pytest.raises(NPOConfigError, match="same data files"):
         trainer.replay.compose(collate_fn([trainer.train_dataset[i] for i in range(4)]))
