@@ -262,7 +262,8 @@ MIXINGS = ("replace", "append")
 @dataclass(frozen=True)
 class GuidanceConfig:
     """The ``guidance:`` section: where guide trajectories come from, how they enter a group and how their tokens are
-    trained. NPO is the default; the baseline recipes (recipes/luffy, recipes/rlep) differ from it only here."""
+    trained. NPO is the default; the baseline recipes (recipes/luffy, recipes/exgrpo, recipes/rlep) differ from it
+    only here."""
 
     # near_future: NPO's forks (npo.*); teacher: a trace stored with the prompt in extra_info[teacher_field] (LUFFY);
     # experience_file: an earlier run's verified-correct responses, written by recipes/rlep/collect.py (RLEP);

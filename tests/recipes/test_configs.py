@@ -39,11 +39,11 @@ def test_paper_grpo_backbone_settings():
     assert cfg["trainer"]["use_v1"] is False
 
 
-def test_yaml_documents_every_npo_option_with_the_code_defaults():
-    npo = load(NPO_DIR, "npo_trainer")["npo"]
-    assert set(npo) == {f.name for f in fields(NPOConfig)}
-    parsed = NPOConfig.from_dict(npo)
-    assert parsed == NPOConfig()
+@pytest.mark.parametrize("section, options", [("npo", NPOConfig), ("guidance", GuidanceConfig)])
+def test_yaml_documents_every_option_with_the_code_defaults(section, options):
+    raw = load(NPO_DIR, "npo_trainer")[section]
+    assert set(raw) == {f.name for f in fields(options)}
+    assert options.from_dict(raw) == options()
 
 
 @pytest.mark.parametrize("options", [NPOConfig, GuidanceConfig])
