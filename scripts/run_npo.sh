@@ -94,7 +94,7 @@ fi
 CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 if [[ $DEMO == 1 ]]; then
   GPUS_PER_NODE=${GPUS_PER_NODE:-1}  # a logical GPU slot: verl's resource check counts GPUs only
-  RAY_NUM_CPUS=${RAY_NUM_CPUS:-4}
+  RAY_NUM_CPUS=${RAY_NUM_CPUS:-$((4 * GPUS_PER_NODE))}
   OUT_DIR=${OUT_DIR:-outputs/${RECIPE}_local${SUFFIX}}
 else
   GPUS_PER_NODE=${GPUS_PER_NODE:-8}
@@ -177,7 +177,8 @@ prepare_demo() {
     # RLEP replays an earlier run's successes: on the demo, the demo model's own (written once, then reused)
     echo "[run_npo] rlep: collecting $NPO_DEMO_DIR/experience.jsonl from the demo model"
     "$PYTHON" -m recipes.rlep.collect --config-path "$(dirname "$CONFIG")" --config-name "$(basename "$CONFIG" .yaml)" \
-      ++ray_kwargs.ray_init.address=local "${OVERRIDES[@]}"
+      ++ray_kwargs.ray_init.address=local trainer.n_gpus_per_node="$GPUS_PER_NODE" \
+      ++ray_kwargs.ray_init.num_gpus="$GPUS_PER_NODE" ++ray_kwargs.ray_init.num_cpus="$RAY_NUM_CPUS" "${OVERRIDES[@]}"
   fi
 }
 
@@ -196,8 +197,9 @@ entry_command() {
       ++ray_kwargs.ray_init.num_cpus=null ++ray_kwargs.ray_init.num_gpus=null)
   else
     # a cluster of its own, even when another Ray runs on this machine (ray.init would join that one)
-    ENTRY+=(++ray_kwargs.ray_init.address=local)
-    if [[ $DEMO == 0 ]]; then ENTRY+=(trainer.nnodes=1 trainer.n_gpus_per_node="$GPUS_PER_NODE"); fi
+    ENTRY+=(++ray_kwargs.ray_init.address=local trainer.nnodes=1 trainer.n_gpus_per_node="$GPUS_PER_NODE")
+    # the demo's Ray is started by verl: one logical GPU slot per training rank (verl counts GPUs only)
+    if [[ $DEMO == 1 ]]; then ENTRY+=(++ray_kwargs.ray_init.num_gpus="$GPUS_PER_NODE" ++ray_kwargs.ray_init.num_cpus="$RAY_NUM_CPUS"); fi
   fi
   ENTRY+=("${OVERRIDES[@]}")
 }

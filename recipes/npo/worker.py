@@ -97,8 +97,10 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
             auto_cls = AutoModelForImageTextToText if model_config.processor is not None else AutoModelForCausalLM
             self._generation_model = auto_cls.from_config(model_config.hf_config)
             self._suppressed_token_ids = _vision_token_ids(model_config.tokenizer)
+        # every rank generates for its share of the batch, so every rank needs the whole model: with cpu_offload
+        # torch hands the full state dict to rank 0 only (the others get an empty one)
         state = get_model_state_dict(
-            self.actor.engine.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            self.actor.engine.module, options=StateDictOptions(full_state_dict=True, cpu_offload=False)
         )
         self._generation_model.load_state_dict(state, strict=True)
         return self._generation_model
