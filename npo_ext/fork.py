@@ -38,7 +38,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -66,6 +66,23 @@ class Phase(str, Enum):
 IN_FLIGHT = (Phase.LOOKAHEAD, Phase.PROBE, Phase.SELECT, Phase.COLLECT, Phase.ROLLBACK)
 STATE_VERSION = 2
 logger = logging.getLogger(__name__)
+
+
+class ForkInterrupted(Exception):
+    """A stop was requested inside a long phase (between two collected batches or two probed candidates).
+
+    Raised only right after the manager persisted its progress, so the run resumes the fork exactly there: a
+    preemptible job need not wait for a whole collection (tens of minutes at scale) before it can stop.
+    """
+
+    def __init__(self, state: ForkState) -> None:
+        iv = state.intervention
+        done = state.collected_batches if state.phase == Phase.COLLECT else len(state.probed)
+        total = iv.window if state.phase == Phase.COLLECT else len(state.candidates)
+        unit = "window batches collected" if state.phase == Phase.COLLECT else "candidates probed"
+        where = f"{state.phase.value}: {done} of {total} {unit}"
+        super().__init__(f"stop requested in the fork at step {iv.at_step} ({where})")
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -267,11 +284,20 @@ class ForkManager:
         iv = Intervention(completed, max(plan.candidate_deltas), 0)
         return ForkState(Phase.LOOKAHEAD, iv, candidates=plan.candidate_deltas)
 
-    def advance(self, completed: int, engine: ForkEngine, *, can_fork: bool = True) -> dict[str, float]:
+    def advance(
+        self,
+        completed: int,
+        engine: ForkEngine,
+        *,
+        can_fork: bool = True,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> dict[str, float]:
         """Run every transition due at this step boundary; returns ``npo/*`` metrics about what happened.
 
         ``can_fork=False`` at the end of an epoch: a look-ahead may finish and roll back there, but a new fork waits
-        for the next epoch's first boundary, whose data position the snapshot must hold.
+        for the next epoch's first boundary, whose data position the snapshot must hold. ``should_stop`` is asked
+        before each unit of a collection or a probe (both resume from persisted progress); when it says yes,
+        :class:`ForkInterrupted` is raised.
         """
         metrics: dict[str, float] = {}
         while True:
@@ -309,6 +335,8 @@ class ForkManager:
                 for delta in state.candidates:
                     if delta in done:
                         continue
+                    if should_stop():
+                        raise ForkInterrupted(self.state)
                     with _timed(metrics, "npo/time/probe_s"):
                         q = engine.probe_candidate(
                             self.candidate_dir(iv, delta), self.probe_dir(iv, delta), self.probe_set_path(iv)
@@ -318,7 +346,7 @@ class ForkManager:
             elif state.phase == Phase.SELECT:
                 self._select(engine, metrics)
             elif state.phase == Phase.COLLECT:
-                self._collect(iv, engine, metrics)
+                self._collect(iv, engine, metrics, should_stop)
                 self._persist(ForkState(Phase.ROLLBACK, iv, iv.window))
             elif state.phase == Phase.ROLLBACK:
                 with _timed(metrics, "npo/time/rollback_s"):
@@ -408,7 +436,11 @@ class ForkManager:
         for name in ("snapshot", "guide", "samples", "lookahead"):
             shutil.rmtree(self.fork_dir(iv) / name, ignore_errors=True)
 
-    def _collect(self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float]) -> None:
+    def _collect(
+        self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float], should_stop: Callable[[], bool]
+    ) -> None:
+        if self.state.collected_batches < iv.window and should_stop():
+            raise ForkInterrupted(self.state)
         if not self._guide_weights_live:
             engine.load_guide_checkpoint(self.guide_dir(iv))
             self._guide_weights_live = True
@@ -426,6 +458,8 @@ class ForkManager:
                 self._persist(ForkState(Phase.COLLECT, iv, index + 1))
                 prompts += len(entries)
                 solved += sum(1 for e in entries.values() if e.samples)
+                if index + 1 < iv.window and should_stop():
+                    raise ForkInterrupted(self.state)
         if self.state.collected_batches != iv.window:
             raise RuntimeError(
                 f"guide collection stopped after {self.state.collected_batches} of {iv.window} window batches"

@@ -127,7 +127,9 @@ class VerlForkEngine:
         for index, batch_dict in enumerate(batches):
             if index >= first_batch:
                 samples_path = samples_dir / f"batch_{index:05d}.pt"
-                yield index, self._collect_batch(batch_dict, index, guide_step, samples_path, v_rows)
+                entries = self._collect_batch(batch_dict, index, guide_step, samples_path, v_rows)
+                print(f"[npo] collected guides for window batch {index + 1} of {first_batch + num_batches}", flush=True)
+                yield index, entries
 
     def sample(self, gen_batch: DataProto, n: int) -> DataProto:
         """``n`` responses per prompt from the actor's current weights (the replicas are woken with them, then put

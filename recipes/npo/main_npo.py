@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import hydra
 import ray
@@ -18,7 +19,7 @@ from verl.trainer.ppo.utils import Role, create_rl_dataset, create_rl_sampler, n
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
-from recipes.npo.preemption import StoppedForRequeue
+from recipes.npo.preemption import REQUEUE_EXIT_CODE, is_stopped_for_requeue
 
 
 class NPOTaskRunner(BaseTaskRunner):
@@ -85,16 +86,20 @@ class NPOTaskRunner(BaseTaskRunner):
         print(f"NPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         trainer = self.build_trainer(config)
         trainer.init_workers()
-        try:
-            trainer.fit()
-        except StoppedForRequeue as stopped:  # a clean, resumable stop (recipes/npo/preemption.py)
-            print(f"[npo] {stopped}", flush=True)
+        trainer.fit()
 
 
 @hydra.main(config_path="config", config_name="npo_trainer", version_base=None)
 def main(config) -> None:
     auto_set_device(config)
-    run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(NPOTaskRunner))
+    try:
+        run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(NPOTaskRunner))
+    except Exception as error:
+        if not is_stopped_for_requeue(error):
+            raise
+        # a clean, resumable stop (recipes/npo/preemption.py): the exit status tells scripts/run_npo.sh to requeue
+        print(f"[npo] stopped for requeue (exit status {REQUEUE_EXIT_CODE})", flush=True)
+        sys.exit(REQUEUE_EXIT_CODE)
 
 
 if __name__ == "__main__":

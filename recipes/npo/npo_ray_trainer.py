@@ -44,7 +44,7 @@ from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.experience_file import ExperienceFileSource
-from npo_ext.fork import ForkManager, Phase
+from npo_ext.fork import IN_FLIGHT, ForkInterrupted, ForkManager, Phase
 from npo_ext.guidance import GuidanceSource, TeacherSource
 from npo_ext.injection import (
     InjectionSpec,
@@ -64,7 +64,7 @@ from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens
-from recipes.npo.preemption import StoppedForRequeue, mark_stopped, stop_requested
+from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
 
 logger = logging.getLogger(__name__)
@@ -174,6 +174,8 @@ class RayNPOTrainer(RayPPOTrainer):
             super().init_workers()
         self.rollout = self.async_rollout_manager
         self.async_rollout_manager = GuidedRollout(self.rollout, self)
+        ranks = " ".join(f"{rank}@{address}" for rank, address in enumerate(self.actor_rollout_wg.node_address()))
+        print(f"[npo] training ranks: {ranks}", flush=True)
 
     def _init_cpu_workers(self) -> None:
         """Actor-only FSDP worker group that also generates; no rollout replicas, no reward workers."""
@@ -207,21 +209,31 @@ class RayNPOTrainer(RayPPOTrainer):
     def _on_step_boundary(self, data_state_before_batch: dict[str, Any], epoch_end: bool) -> None:
         self.data_state_at_boundary = data_state_before_batch
         completed = self.global_steps - 1  # fit() has already advanced to the step it is about to run
-        metrics = self.fork_manager.advance(completed, self.fork_engine, can_fork=not epoch_end)
+        checkpoint_dir = self.config.trainer.default_local_dir
+        try:
+            metrics = self.fork_manager.advance(
+                completed, self.fork_engine, can_fork=not epoch_end, should_stop=lambda: stop_requested(checkpoint_dir)
+            )
+        except ForkInterrupted as interrupted:
+            self._stop_for_requeue(str(interrupted))
         self._pending_metrics.update(metrics)
         # not at an epoch's end: the next epoch's first boundary holds the data position a resume needs
-        if not epoch_end and stop_requested(self.config.trainer.default_local_dir):
-            self._stop_for_requeue(self.global_steps - 1)  # a rollback above may have moved the step back
+        if not epoch_end and stop_requested(checkpoint_dir):
+            self._stop_for_requeue(f"stop requested at the step boundary ({self.fork_manager.phase.value})")
         self.fork_engine.wake_rollout()
 
-    def _stop_for_requeue(self, completed: int) -> None:
-        """Make the run resumable at this boundary, then stop. In a look-ahead nothing is saved: the fork's snapshot
-        and persisted phase already resume it (the look-ahead restarts from the snapshot; no kept step is lost)."""
-        if self.fork_manager.phase != Phase.LOOKAHEAD:
+    def _stop_for_requeue(self, where: str) -> None:
+        """Make the run resumable here, then stop. Inside a fork nothing is saved: its snapshot and persisted phase
+        already resume it (a look-ahead restarts from the snapshot, a collection or a probe after its last persisted
+        unit; no kept step is lost). Otherwise a real checkpoint of the last kept step is written."""
+        if self.fork_manager.phase in IN_FLIGHT:
+            completed = self.fork_manager.state.intervention.at_step
+        else:
+            completed = self.global_steps - 1  # a rollback in this boundary may have moved the step back
             self.train_dataloader.load_state_dict(self.data_state_at_boundary)  # the next batch stays unconsumed
             self.fork_engine.save_real_checkpoint(completed)
-        mark_stopped(self.config.trainer.default_local_dir, completed)
-        print(f"[npo] stop requested: stopping after step {completed} for requeue", flush=True)
+        clear_stop_request(self.config.trainer.default_local_dir)
+        print(f"[npo] {where}: stopping after kept step {completed} for requeue", flush=True)
         raise StoppedForRequeue(completed)
 
     def load_actor(self, path: Path, what: str) -> None:

@@ -1,8 +1,9 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus three methods.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus four methods.
 
 * ``save_unmanaged_checkpoint``: a fork snapshot through the engine's normal checkpoint save, but not recorded by
   its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
   real checkpoint to be rotated out early.
+* ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
 * ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
 * ``npo_topk_forward``: the actor's per-token top-k log-probs (or its log-probs on given ids) for V, through verl's
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import ray
 import torch
 from tensordict import TensorDict
 from verl import DataProto
@@ -40,6 +42,11 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
         if isinstance(loss_fn, partial) and loss_fn.func is ppo_loss:  # not with verl's distillation loss
             self.loss_fn = partial(guided_ppo_loss, **loss_fn.keywords)
             self.actor.set_loss_fn(self.loss_fn)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def node_address(self) -> str:
+        """The address of the Ray node this rank runs on (the trainer logs where its ranks were placed)."""
+        return ray.util.get_node_ip_address()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_unmanaged_checkpoint(self, local_path: str, global_step: int) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from npo_ext.auto import AutoController
 from npo_ext.config import AutoConfig, Intervention
-from npo_ext.fork import ForkManager, Phase
+from npo_ext.fork import ForkInterrupted, ForkManager, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
 from npo_ext.persist import NPOStateError
 
@@ -33,8 +33,9 @@ def batch_at(position):
 class ToyTrainer:
     """One process lifetime of a toy training run."""
 
-    def __init__(self, root: Path, kill=None, auto: AutoController | None = None):
+    def __init__(self, root: Path, kill=None, auto: AutoController | None = None, should_stop=None):
         self.root = root
+        self.should_stop = should_stop or (lambda: False)
         self.ckpt = root / "ckpt"
         self.kill = kill or (lambda event, trainer: False)
         self.auto = auto
@@ -136,7 +137,7 @@ class ToyTrainer:
     def run(self):
         self.resume()
         while self.completed < TOTAL_STEPS:
-            self.manager.advance(self.completed, self)
+            self.manager.advance(self.completed, self, should_stop=self.should_stop)
             phase = self.manager.phase
             if self.kill(("step", phase, self.completed), self):
                 raise Killed
@@ -222,6 +223,52 @@ def test_resume_in_collect_continues_after_the_persisted_batches(tmp_path):
         Recording(tmp_path, kill=lambda e, t: e == ("collect", 2)).run()
     Recording(tmp_path).run()
     assert calls[:2] == [(0, 3), (2, 1)]
+
+
+def stop_when(condition):
+    """A stop request that appears once ``condition(trainer)`` holds and stays until the run stops."""
+    holder = {}
+
+    def should_stop():
+        return condition(holder["trainer"])
+
+    def make(root, **kwargs):
+        holder["trainer"] = ToyTrainer(root, should_stop=should_stop, **kwargs)
+        return holder["trainer"]
+
+    return make
+
+
+def test_a_stop_request_inside_a_collection_stops_after_the_persisted_batch_and_resumes_there(tmp_path, reference):
+    expected, _ = reference
+    collected = lambda t: (t.root / "npo" / "fork_000003" / "pool" / "batch_00000.json").exists()  # noqa: E731
+    stopped = stop_when(collected)(tmp_path)
+    with pytest.raises(ForkInterrupted, match=r"fork at step 3 \(collect: 1 of 3 window batches collected\)"):
+        stopped.run()
+    state = json.loads((tmp_path / "npo" / "state.json").read_text())
+    assert (state["phase"], state["collected_batches"]) == ("collect", 1)
+    assert ToyTrainer(tmp_path).run() == expected
+
+
+def test_a_stop_request_between_probes_stops_after_the_persisted_candidate_and_resumes_there(tmp_path, auto_reference):
+    expected, _ = auto_reference
+    stopped = stop_when(lambda t: t.probed == [1])(tmp_path, auto=auto_controller())
+    with pytest.raises(ForkInterrupted, match=r"probe: 1 of 3 candidates probed"):
+        stopped.run()
+    resumed = ToyTrainer(tmp_path, auto=auto_controller())
+    assert resumed.run() == expected
+    assert resumed.probed == [2, 3], "the resumed fork probes only what was left"
+
+
+def test_a_stop_request_after_the_last_window_batch_waits_for_the_step_boundary(tmp_path, reference):
+    """Asked once the first fork's last batch is in, the fork's own checks let its rollback run (the trainer stops at
+    the boundary); the toy has no boundary stop, so the run just goes on."""
+    expected, _ = reference
+    fork = tmp_path / "npo" / "fork_000003"
+    last_batch_in = lambda t: (fork / "pool" / "batch_00002.json").exists()  # noqa: E731
+    second_fork = tmp_path / "npo" / "fork_000007"
+    trainer = stop_when(lambda t: last_batch_in(t) and not second_fork.exists())(tmp_path)
+    assert trainer.run() == expected
 
 
 def test_missing_snapshot_at_resume_fails_loudly_naming_the_path(tmp_path):

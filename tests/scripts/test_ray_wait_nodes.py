@@ -2,6 +2,7 @@
 raylets, each with the ``npo_node:<name>`` resource that run_npo.sh gives a Slurm node)."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -73,3 +74,16 @@ def test_names_the_nodes_with_too_few_gpus(two_nodes):
     proc = wait(two_nodes, "--nodes", "node-a", "node-b", "--gpus-per-node=1", "--timeout=3")
     assert proc.returncode == 1
     assert "fewer than 1 GPUs: node-b (0 GPUs)" in proc.stderr
+
+
+def test_names_the_nodes_at_another_address(two_nodes):
+    proc = wait(two_nodes, "--nodes", "node-a=10.9.9.9", "node-b", "--timeout=3")
+    assert proc.returncode == 1
+    assert re.search(r"at another address: node-a \(\S+, expected 10\.9\.9\.9\)", proc.stderr), proc.stderr
+    assert "node-b" not in proc.stderr
+
+
+def test_reports_where_each_node_joined(two_nodes):
+    proc = wait(two_nodes, "--nodes", "node-a", "node-b", "--timeout=60")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"all 2 Ray nodes joined \(0 GPUs each\): node-a=\S+ node-b=\S+$", proc.stdout.strip())

@@ -1,14 +1,22 @@
-"""A real one-node Slurm (Debian's slurm-wlm + munge, installed by scripts/test.sh), started for the session.
+"""A real multi-node Slurm on this machine: each node a network namespace with its own address and hostname.
 
-Facts it relies on are in shared/reference/slurm-one-node.md: no cgroup.conf, ``cred_expire=10`` so that a requeued
-job starts again after about 20 s, finished jobs visible to ``scontrol show job`` for ``MinJobAge``.
+One bridge in the root namespace and a veth into each namespace (a private 10.x range with no route out), a munged
+of its own whose socket every namespace reaches through the shared filesystem, slurmctld in a ``ctl`` namespace and
+one slurmd per node namespace. Job steps run in their node's namespace, so Ray started by ``scripts/run_npo.sh``
+inside a job gets one real node per Slurm node, each at its own address. Clients (``sbatch``, ``scontrol``) run in
+the root namespace and reach the controller through the bridge.
+
+Every daemon runs in the foreground as a child of this process, so its PID is known; :meth:`SlurmCluster.stop` ends
+them, anything left in the namespaces (job steps, Ray), and removes the namespaces and the bridge, and reports
+whatever it could not stop. Needs root, slurm-wlm, munge and iproute2 (``scripts/test.sh`` installs them).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,11 +25,11 @@ from pathlib import Path
 import pytest
 
 SLURM_CONF = """\
-ClusterName=npotest
-SlurmctldHost={host}
+ClusterName={name}
+SlurmctldHost=ctl({ctl_addr})
 SlurmUser=root
 AuthType=auth/munge
-AuthInfo=cred_expire=10
+AuthInfo=socket={root}/munge/munge.socket,cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -30,41 +38,151 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc={root}/jobcomp.log
+MpiDefault=none
+MailProg=/bin/true
 ReturnToService=2
+SlurmdTimeout=20
 MinJobAge=600
 KillWait=5
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
-SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
-SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
-NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+SlurmdSpoolDir={root}/spool/%n
+SlurmctldPidFile={root}/run/slurmctld.pid
+SlurmdPidFile={root}/run/slurmd-%n.pid
+SlurmctldLogFile={root}/log/slurmctld.log
+SlurmdLogFile={root}/log/slurmd-%n.log
+{nodes}
+PartitionName=debug Nodes={node_names} Default=YES MaxTime=INFINITE State=UP
 """
+NODE_CPUS, NODE_MEMORY_MB = 2, 10_000
+LOCK = Path("/tmp/npo-test-netns.lock")
 
 
-def _memory_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024 - 1024
-    raise RuntimeError("no MemTotal in /proc/meminfo")
+class SlurmCluster:
+    """``nodes`` Slurm nodes named node1..nodeN, at 10.<60+k>.0.11, .12, ...; the controller at .10."""
 
-
-def _start_munge() -> None:
-    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
-        return
-    Path("/run/munge").mkdir(parents=True, exist_ok=True)
-    shutil.chown("/run/munge", "munge", "munge")
-    subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
-
-
-class Slurm:
-    """The running cluster: an environment for its clients, and job-state helpers."""
-
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, nodes: int) -> None:
         self.root = root
+        self.nodes = [f"node{i}" for i in range(1, nodes + 1)]
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.namespaces: list[str] = []
+        self.bridge = ""
         self.env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"))
+
+    # --- addresses and namespaces ------------------------------------------------------------------------------
+
+    def address(self, node: str) -> str:
+        return f"{self.subnet}.{10 if node == 'ctl' else 10 + int(node.removeprefix('node'))}"
+
+    def netns(self, node: str) -> str:
+        return f"{self.name}{node}"
+
+    def in_node(self, node: str, *command: str) -> list[str]:
+        """``command`` run in ``node``'s network namespace."""
+        return ["nsenter", f"--net=/run/netns/{self.netns(node)}", *command]
+
+    def _claim_network(self) -> None:
+        """A bridge name and subnet no other cluster on this machine uses (tests may run two at once)."""
+        with LOCK.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for k in range(1, 60):
+                if not Path(f"/sys/class/net/npobr{k}").exists():
+                    break
+            else:
+                raise RuntimeError("no free test bridge name npobr1..npobr59")
+            self.name, self.bridge, self.subnet = f"npo{k}", f"npobr{k}", f"10.{60 + k}.0"
+            _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for node in ["ctl", *self.nodes]:
+            ns, veth = self.netns(node), f"v{self.name}{node}"[:15]
+            _ip("netns", "add", ns)
+            self.namespaces.append(ns)
+            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", veth, "master", self.bridge, "up")
+            _ip("-n", ns, "addr", "add", f"{self.address(node)}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+
+    # --- daemons -----------------------------------------------------------------------------------------------
+
+    def _daemon(self, name: str, command: list[str]) -> None:
+        log = (self.root / "log" / f"{name}.stdout").open("w")
+        self.procs[name] = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def _in_host(self, node: str, command: str) -> list[str]:
+        """``command`` as a daemon of ``node``: its network namespace and its own hostname (exec keeps the PID)."""
+        return self.in_node(node, "unshare", "--uts", "sh", "-c", f"hostname {node} && exec {command}")
+
+    def start(self) -> SlurmCluster:
+        for folder in ("state", "spool", "run", "log", "munge"):
+            (self.root / folder).mkdir(exist_ok=True)
+        shutil.chown(self.root / "munge", "munge", "munge")
+        self._claim_network()
+        node_lines = "\n".join(
+            f"NodeName={n} NodeAddr={self.address(n)} CPUs={NODE_CPUS} RealMemory={NODE_MEMORY_MB} State=UNKNOWN"
+            for n in self.nodes
+        )
+        conf = SLURM_CONF.format(
+            name=self.name, ctl_addr=self.address("ctl"), root=self.root, nodes=node_lines, node_names=",".join(self.nodes)
+        )
+        (self.root / "slurm.conf").write_text(conf)
+        munge = self.root / "munge"
+        self._daemon(
+            "munged",
+            ["setpriv", "--reuid=munge", "--regid=munge", "--clear-groups", "munged", "--foreground",
+             f"--socket={munge}/munge.socket", f"--pid-file={munge}/munged.pid", f"--log-file={munge}/munged.log",
+             f"--seed-file={munge}/munged.seed"],
+        )  # fmt: skip
+        _wait_for(lambda: (munge / "munge.socket").exists(), 30, f"munged never made its socket; see {munge}")
+        conf_path = self.root / "slurm.conf"
+        self._daemon("slurmctld", self._in_host("ctl", f"slurmctld -D -f {conf_path}"))
+        for node in self.nodes:
+            self._daemon(f"slurmd-{node}", self._in_host(node, f"slurmd -D -f {conf_path} -N {node}"))
+        _wait_for(
+            lambda: self.states() == {n: "idle" for n in self.nodes},
+            60,
+            f"the Slurm nodes never became idle; see {self.root}/log",
+        )
+        return self
+
+    def states(self) -> dict[str, str]:
+        proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], env=self.env, capture_output=True, text=True)
+        return dict(line.split() for line in proc.stdout.splitlines() if line.strip())
+
+    def leftovers(self) -> list[str]:
+        """Processes still running that this cluster started: its daemons, or anything in its namespaces."""
+        alive = [f"{name} (pid {p.pid})" for name, p in self.procs.items() if p.poll() is None]
+        for ns in self.namespaces:
+            for pid in _netns_pids(ns):
+                alive.append(f"pid {pid} in {ns}: {_cmdline(pid)}")
+        return alive
+
+    def stop(self) -> None:
+        """Stop everything this cluster started, remove its namespaces and bridge; raise if anything survived."""
+        for name in [n for n in self.procs if n.startswith("slurmd")] + ["slurmctld", "munged"]:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for ns in self.namespaces:  # job steps and Ray processes: only this cluster's jobs run in its namespaces
+            for pid in _netns_pids(ns):
+                _kill(pid)
+        _wait_for(lambda: not any(_netns_pids(ns) for ns in self.namespaces), 20, "processes survived SIGKILL")
+        survivors = self.leftovers()
+        for ns in self.namespaces:
+            _ip("netns", "del", ns, check=False)
+        if self.bridge:
+            _ip("link", "del", self.bridge, check=False)
+        if survivors:
+            raise RuntimeError(f"still running after the cluster stopped: {survivors}")
+
+    # --- jobs --------------------------------------------------------------------------------------------------
 
     def run(self, *args: str) -> str:
         return subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout
@@ -89,30 +207,55 @@ class Slurm:
             time.sleep(1)
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
-    missing = [name for name in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(name) is None]
-    if missing or os.geteuid() != 0:
-        pytest.skip(f"needs root and slurm-wlm + munge (scripts/test.sh installs them); missing: {missing}")
-    root = tmp_path_factory.mktemp("slurm")
-    host = socket.gethostname().split(".")[0]
-    (root / "state").mkdir()
-    (root / "spool").mkdir()
-    (root / "slurm.conf").write_text(
-        SLURM_CONF.format(host=host, root=root, cpus=os.cpu_count(), memory_mb=_memory_mb())
-    )
-    cluster = Slurm(root)
-    _start_munge()
-    conf = str(root / "slurm.conf")
-    subprocess.run(["slurmctld", "-f", conf], env=cluster.env, check=True)
-    subprocess.run(["slurmd", "-f", conf], env=cluster.env, check=True)
-    deadline = time.monotonic() + 60
-    while cluster.run("sinfo", "-h", "-o", "%t").strip() not in {"idle", "mix"}:
+def _ip(*args: str, check: bool = True) -> None:
+    subprocess.run(["ip", *args], check=check, capture_output=True)
+
+
+def _netns_pids(ns: str) -> list[int]:
+    proc = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return [int(pid) for pid in proc.stdout.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the Slurm node never became idle; see {root}/slurmd.log and slurmctld.log")
-        time.sleep(0.5)
-    yield cluster
-    for daemon in ("slurmd", "slurmctld"):
-        pid_file = root / f"{daemon}.pid"
-        if pid_file.exists():
-            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
+            raise TimeoutError(message)
+        time.sleep(0.25)
+
+
+def cluster_requirements() -> list[str]:
+    """What this machine lacks to run the test cluster (empty: it can)."""
+    tools = ("slurmctld", "slurmd", "sbatch", "munged", "ip", "nsenter", "unshare", "setpriv")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if os.geteuid() != 0:
+        missing.append("root")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, request):
+    """A 2-node cluster for the module (``@pytest.mark.nodes(3)`` on the module asks for more)."""
+    missing = cluster_requirements()
+    if missing:
+        pytest.skip(f"the multi-node Slurm tests need {missing} (scripts/test.sh installs them)")
+    marker = request.node.get_closest_marker("nodes")
+    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"), marker.args[0] if marker else 2)
+    try:
+        yield slurm.start()
+    finally:
+        slurm.stop()
