@@ -64,3 +64,38 @@ def check_verl_run_supports_npo(config: DictConfig) -> None:
             f"actor_rollout_ref.actor.router_replay.mode={router_mode} is not supported with guide injection "
             "(router replay has no record for guide rows)"
         )
+
+
+def check_batch_layout(config: DictConfig) -> None:
+    """Raise :class:`NPOConfigError` when a step's rows do not split into whole micro-batches on every rank.
+
+    verl hands each of the ``nnodes x n_gpus_per_node`` ranks an equal share of a step's ``train_batch_size x
+    rollout.n`` rows (and of each mini-batch); without dynamic batch sizes each share must be a whole number of
+    micro-batches, or the log-prob pass fails deep inside the first step with "data size must be divisible by
+    force_group_size * micro_batch_size_per_gpu". Checked here, before any worker starts, naming the options.
+    """
+
+    def get(path: str, default=None):
+        return OmegaConf.select(config, path, default=default)
+
+    world = int(get("trainer.nnodes", 1)) * int(get("trainer.n_gpus_per_node", 1))
+    n = int(get("actor_rollout_ref.rollout.n", 1))
+    rows = int(get("data.train_batch_size")) * n
+    mini = int(get("actor_rollout_ref.actor.ppo_mini_batch_size") or get("data.train_batch_size")) * n
+    where = f"{world} training ranks (trainer.nnodes x trainer.n_gpus_per_node)"
+    for name, count in (("a step's rows (data.train_batch_size x rollout.n)", rows),
+                        ("a mini-batch's rows (actor.ppo_mini_batch_size x rollout.n)", mini)):  # fmt: skip
+        if count % world:
+            raise NPOConfigError(f"{name} = {count} do not split evenly over {where}")
+    if get("actor_rollout_ref.actor.use_dynamic_bsz", False):
+        return
+    for option, count in (
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", rows // world),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", mini // world),
+    ):
+        micro = get(option)
+        if micro and count % int(micro):
+            raise NPOConfigError(
+                f"{option}={micro} does not divide the {count} rows each of {where} gets; pick a divisor of {count} "
+                "or set actor_rollout_ref.actor.use_dynamic_bsz=true"
+            )

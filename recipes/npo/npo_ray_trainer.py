@@ -62,7 +62,7 @@ from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
-from recipes.npo.guards import check_verl_run_supports_npo
+from recipes.npo.guards import check_batch_layout, check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
@@ -118,6 +118,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 f"guidance.source={self.guidance.source} replaces NPO's near-future guides: set npo.enable=false"
             )
         self.external_source = self._external_source()
+        check_batch_layout(self.config)
         if self.npo.enable or self.guidance.source != "near_future":
             check_verl_run_supports_npo(self.config)
         if self.npo.enable:

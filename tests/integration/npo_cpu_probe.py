@@ -5,7 +5,8 @@ of the pytest process. Everything real runs: Ray, the FSDP2 actor on CPU, verl's
 transformers rollout (``npo_cpu_demo``) or verl's agent loop with a vLLM server replica (``npo_cpu_vllm_demo``,
 run with the .venv-vllm interpreter).
 
-    python tests/integration/npo_cpu_probe.py DEMO_DIR REPORT.json [--config NAME] [--die-at WHERE] [overrides]
+    python tests/integration/npo_cpu_probe.py DEMO_DIR REPORT.json [--config NAME] [--ranks N] [--die-at WHERE] \
+        [overrides]
 
 ``--die-at`` kills the run (exit 3) at ``lookahead:STEP`` / ``guided:STEP`` / ``idle:STEP`` (before that step's
 update), at ``collect:BATCH`` (before that window batch is sampled) or at ``probe:I`` (before AutoNPO probes its I-th
@@ -235,6 +236,7 @@ def main() -> None:
     parser.add_argument("demo_dir", type=Path)
     parser.add_argument("report", type=Path)
     parser.add_argument("--config", default="npo_cpu_demo")
+    parser.add_argument("--ranks", type=int, default=1, help="training ranks (logical GPU slots)")
     parser.add_argument("--die-at")
     parser.add_argument("--stale-check", action="store_true", help="after a rollback, score the batch with θ_{T+Δ}")
     parser.add_argument("--check-topk", action="store_true", help="check the top-k forward against verl's π_old")
@@ -244,11 +246,11 @@ def main() -> None:
 
     config_dir = Path(recipes.npo.__file__).parent / "config"
     with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        config = compose(config_name=args.config, overrides=overrides)
+        config = compose(config_name=args.config, overrides=[f"trainer.n_gpus_per_node={args.ranks}", *overrides])
 
     report: dict = {"steps": [], "log_prob_sums": {}, "metrics": [], "probed": []}
     # a cluster of its own: another test may have a `ray start` cluster running on this machine
-    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False)
+    ray.init(address="local", num_cpus=4 * args.ranks, num_gpus=args.ranks, include_dashboard=False)
     try:
         rollback_dir = args.demo_dir / "probe_rollback"
         recording = make_recording_trainer(report, die_at, rollback_dir, args.check_topk)

@@ -3,7 +3,8 @@
 verl's agent loop, a vLLM server replica, verl's weight sync and the reward loop all run for real; only sleep mode
 is missing on CPU (tests/recipes/test_fork_engine_rollout.py covers it with a test double). The run is a chain of
 four processes, killed in the look-ahead, in guide collection and in the guided window, each resumed with
-``trainer.resume_mode=auto``; the window has two batches and the dataloader runs two worker processes.
+``trainer.resume_mode=auto``; the window has two batches and the dataloader runs two worker processes. It trains
+with two ranks, each with its vLLM replica.
 
 Needs the .venv-vllm environment (``bash scripts/setup_cpu.sh --vllm``); ``scripts/test.sh`` sets
 ``NPO_VLLM_PYTHON`` to its interpreter. About 6 minutes on 2 cores, most of it vLLM engine start-up.
@@ -34,6 +35,8 @@ OVERRIDES = [
 # shows what a replica still serving θ_{T+Δ} after the rollback would score: 0.008-0.019 across runs, 5-10 times the
 # same-weights gap (a run at lr 1e-3 gave 0.094, but its look-ahead also lost every guide, so the demo's lr stays).
 MEAN_PROB_TOLERANCE = 0.005
+# two training ranks, so two vLLM replicas: sharded checkpoints, batches split across ranks, weight sync to each
+RUN = ["--config=npo_cpu_demo", "+demo_rollout=vllm", "--ranks=2"]
 CHAIN = [
     ("killed_in_lookahead", [f"--die-at=lookahead:{FORK_STEP + 2}"]),
     ("killed_in_collection", ["--die-at=collect:1", "trainer.resume_mode=auto"]),
@@ -47,7 +50,7 @@ def chain(new_demo_dir, probe, tmp_path_factory):
     demo = new_demo_dir(tmp_path_factory.mktemp("vllm_chain"))
     reports = {}
     for name, args in CHAIN:
-        code, report, log = probe(VLLM_PYTHON, demo, name, ["--config=npo_cpu_vllm_demo", *OVERRIDES, *args], 900)
+        code, report, log = probe(VLLM_PYTHON, demo, name, [*RUN, *OVERRIDES, *args], 900)
         assert code == (0 if name == "finished" else 3), f"{name}:\n{log[-6000:]}"
         reports[name] = report
     return demo, reports

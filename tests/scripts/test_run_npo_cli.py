@@ -60,23 +60,64 @@ def test_bad_input_fails_before_anything_starts(args, message, with_sbatch):
     assert message in proc.stderr
 
 
+GPU_ENV = {"MODEL_PATH": "/models/qwen", "TRAIN_FILES": "/data/train", "VAL_FILES": "/data/val"}
+
+
 def test_a_dry_run_prints_the_batch_script_and_a_multi_node_plan(with_sbatch):
-    env = dict(with_sbatch, MODEL_PATH="/models/qwen", TRAIN_FILES="/data/train", VAL_FILES="/data/val")
-    proc = launch("--nodes", "4", "--dry-run", "npo.interventions=[]", env=env)
+    env = dict(with_sbatch, **GPU_ENV, NCCL_IB_HCA="mlx5", SBATCH_EXPORT="NONE")
+    proc = launch("--nodes", "4", "--gpus-per-node", "8", "--dry-run", "npo.interventions=[]", env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "mode=submit" in out
-    for line in ("#SBATCH --nodes=4 --ntasks-per-node=1", "#SBATCH --gpus-per-node=8", "--requeue", "--signal=B:USR1@"):
+    assert "mode=submit" in out and "rollout=from the config (vLLM)" in out
+    for line in ("#SBATCH --nodes=4 --ntasks-per-node=1", "#SBATCH --exclusive", "#SBATCH --mem=0",
+                 "#SBATCH --gpus-per-node=8", "--requeue", "--signal=B:USR1@600"):  # fmt: skip
         assert line in out
-    assert re.search(r"^exec bash scripts/run_npo.sh --nodes 4 npo.interventions=\\\[\\\]$", out, re.M)  # no --dry-run
+    # the job runs the same command with the same environment, also where sbatch exports nothing
+    exec_line = r"^exec bash scripts/run_npo.sh --nodes 4 --gpus-per-node 8 npo.interventions=\\\[\\\]$"
+    assert re.search(exec_line, out, re.M)
+    for pinned in ("export MODEL_PATH=/models/qwen", "export TRAIN_FILES=/data/train", "export NCCL_IB_HCA=mlx5",
+                   "export PATH=", "RAY_AUTH_MODE=token"):  # fmt: skip
+        assert pinned in out
+    assert ".venv/bin/python" not in out, "a GPU run never takes the CPU environment's interpreter"
+    # inside the allocation: addresses from Slurm, a per-job token and port block, the stop contract
+    assert "# addresses: the Slurm NodeAddr of each node" in out
+    assert "RAY_AUTH_TOKEN_PATH=" in out and "fresh per job, mode 0600" in out
+    assert "# ports: the block of 400 from 20000 + (job id mod 30) x 400" in out
+    assert "npo_stop_request; exit status 75 -> scontrol requeue" in out
     ray_starts = [line for line in out.splitlines() if " start --block " in line]
     assert len(ray_starts) == 4
-    assert "--head" in ray_starts[0] and all("--address=HEAD_IP:6379" in line for line in ray_starts[1:])
-    assert "--nodes NODE1 NODE2 NODE3 NODE4 --gpus-per-node 8" in out
+    assert all("--cpus-per-task=ALLOCATED_CPUS --mem=0" in line for line in ray_starts)
+    assert all("--num-cpus=ALLOCATED_CPUS" in line and "--min-worker-port=20010" in line for line in ray_starts)
+    assert "--head" in ray_starts[0] and "--node-ip-address=NODE1_ADDR" in ray_starts[0]
+    assert all("--address=NODE1_ADDR:20000" in line for line in ray_starts[1:])
+    assert "GLOO_SOCKET_IFNAME=NODE2_IFACE" in ray_starts[1]
+    assert "--nodes NODE1=NODE1_ADDR NODE2=NODE2_ADDR NODE3=NODE3_ADDR NODE4=NODE4_ADDR" in out
     entry = next(line for line in out.splitlines() if line.startswith("RAY_ADDRESS="))
     for override in ("trainer.nnodes=4", "trainer.n_gpus_per_node=8", "trainer.resume_mode=auto",
                      "actor_rollout_ref.model.path=/models/qwen", "npo.interventions="):  # fmt: skip
         assert override in entry
+    assert not Path(with_sbatch["OUT_DIR"]).exists(), "a dry run creates nothing"
+
+
+def test_an_interface_and_a_port_pin_the_network(with_sbatch):
+    env = dict(with_sbatch, **GPU_ENV)
+    args = ("--nodes", "2", "--iface", "ib0", "--ray-port", "24000", "--ray-auth", "disabled", "--dry-run")
+    proc = launch(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "export NET_IFACE=ib0" in out and "export RAY_PORT=24000" in out and "RAY_AUTH_MODE=disabled" in out
+    assert "# addresses: the IPv4 address of ib0 on each node; GLOO_SOCKET_IFNAME=NCCL_SOCKET_IFNAME=ib0" in out
+    assert "GLOO_SOCKET_IFNAME=ib0" in out and "--address=NODE1_ADDR:24000" in out
+    assert "RAY_AUTH_TOKEN_PATH" not in out
+
+
+def test_the_demo_asks_for_a_share_of_a_node(with_sbatch):
+    proc = launch("--demo", "--nodes", "2", "--gpus-per-node", "2", "--dry-run", env=with_sbatch)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "#SBATCH --cpus-per-task=1" in out and "#SBATCH --mem=4G" in out
+    assert "#SBATCH --exclusive" not in out and "#SBATCH --gpus-per-node" not in out
+    assert "--num-gpus=2" in out and "--num-cpus=8" in out  # two logical GPU slots, 4 CPUs each
 
 
 @pytest.mark.parametrize("recipe", ["grpo", "luffy", "exgrpo", "rlep"])

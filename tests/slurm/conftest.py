@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,13 +61,15 @@ LOCK = Path("/tmp/npo-test-netns.lock")
 class SlurmCluster:
     """``nodes`` Slurm nodes named node1..nodeN, at 10.<60+k>.0.11, .12, ...; the controller at .10."""
 
-    def __init__(self, root: Path, nodes: int) -> None:
-        self.root = root
+    def __init__(self, nodes: int) -> None:
+        # not under pytest's tmp_path (mode 0700): munged runs as the munge user and must reach its folder
+        self.root = Path(tempfile.mkdtemp(prefix="npo-slurm-"))
+        self.root.chmod(0o755)
         self.nodes = [f"node{i}" for i in range(1, nodes + 1)]
         self.procs: dict[str, subprocess.Popen] = {}
         self.namespaces: list[str] = []
         self.bridge = ""
-        self.env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"))
+        self.env = dict(os.environ, SLURM_CONF=str(self.root / "slurm.conf"))
 
     # --- addresses and namespaces ------------------------------------------------------------------------------
 
@@ -122,8 +125,9 @@ class SlurmCluster:
             f"NodeName={n} NodeAddr={self.address(n)} CPUs={NODE_CPUS} RealMemory={NODE_MEMORY_MB} State=UNKNOWN"
             for n in self.nodes
         )
+        names = ",".join(self.nodes)
         conf = SLURM_CONF.format(
-            name=self.name, ctl_addr=self.address("ctl"), root=self.root, nodes=node_lines, node_names=",".join(self.nodes)
+            name=self.name, ctl_addr=self.address("ctl"), root=self.root, nodes=node_lines, node_names=names
         )
         (self.root / "slurm.conf").write_text(conf)
         munge = self.root / "munge"
@@ -144,6 +148,23 @@ class SlurmCluster:
             f"the Slurm nodes never became idle; see {self.root}/log",
         )
         return self
+
+    def kill_node(self, node: str) -> None:
+        """What a node failure looks like to the rest: its slurmd and its Ray daemons die at once (SIGKILL)."""
+        for pid in _netns_pids(self.netns(node)):
+            if any(name in _cmdline(pid) for name in ("slurmd", "raylet", "gcs_server")):
+                _kill(pid)
+        self.procs[f"slurmd-{node}"].wait(timeout=10)
+
+    def restart_slurmd(self, node: str) -> None:
+        """Bring a killed node back (ReturnToService=2 makes it usable again once it registers)."""
+        conf_path = self.root / "slurm.conf"
+        self._daemon(f"slurmd-{node}", self._in_host(node, f"slurmd -D -f {conf_path} -N {node}"))
+        _wait_for(lambda: self.states().get(node) == "idle", 60, f"{node} never came back to idle")
+
+    def processes(self, node: str) -> list[str]:
+        """The command lines of every process in ``node``'s namespace."""
+        return [_cmdline(pid) for pid in _netns_pids(self.netns(node))]
 
     def states(self) -> dict[str, str]:
         proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], env=self.env, capture_output=True, text=True)
@@ -180,7 +201,8 @@ class SlurmCluster:
         if self.bridge:
             _ip("link", "del", self.bridge, check=False)
         if survivors:
-            raise RuntimeError(f"still running after the cluster stopped: {survivors}")
+            raise RuntimeError(f"still running after the cluster stopped: {survivors} (logs in {self.root})")
+        shutil.rmtree(self.root, ignore_errors=True)
 
     # --- jobs --------------------------------------------------------------------------------------------------
 
@@ -248,14 +270,22 @@ def cluster_requirements() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, request):
-    """A 2-node cluster for the module (``@pytest.mark.nodes(3)`` on the module asks for more)."""
+def cluster():
+    """A 2-node cluster for the module."""
     missing = cluster_requirements()
     if missing:
         pytest.skip(f"the multi-node Slurm tests need {missing} (scripts/test.sh installs them)")
-    marker = request.node.get_closest_marker("nodes")
-    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"), marker.args[0] if marker else 2)
+    slurm = SlurmCluster(2)
     try:
         yield slurm.start()
     finally:
         slurm.stop()
+
+
+@pytest.fixture
+def cluster_factory():
+    """``cluster_factory(nodes)``: a :class:`SlurmCluster`, not started (for tests of the cluster itself)."""
+    missing = cluster_requirements()
+    if missing:
+        pytest.skip(f"needs {missing} (scripts/test.sh installs them)")
+    return SlurmCluster
