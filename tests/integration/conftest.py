@@ -94,14 +94,18 @@ def actor_state():
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_demo_recipe(out: Path, recipe: str, steps: int, *overrides: str) -> tuple[list[dict], str]:
-    """``bash scripts/run_npo.sh --local --recipe RECIPE`` on the CPU demo in ``out``; returns the step records (the
-    file logger's) and the output. Fails the test, with the output's tail, when the run fails."""
+def run_demo_recipe(
+    out: Path, recipe: str, steps: int, *overrides: str, ranks: int = 2, python: str = sys.executable
+) -> tuple[list[dict], str]:
+    """``bash scripts/run_npo.sh --local --recipe RECIPE --gpus-per-node RANKS`` on the CPU demo in ``out``, through
+    the vLLM rollout when ``python`` is the .venv-vllm interpreter; returns the step records (the file logger's) and
+    the output. Fails the test, with the output's tail, when the run fails."""
     log = out / "steps.jsonl"
-    env = dict(os.environ, OUT_DIR=str(out), PYTHON=sys.executable, VERL_FILE_LOGGER_PATH=str(log))
+    env = dict(os.environ, OUT_DIR=str(out), PYTHON=python, VERL_FILE_LOGGER_PATH=str(log))
+    rollout = ["--rollout", "vllm"] if python != sys.executable else []
     proc = subprocess.run(
-        ["bash", "scripts/run_npo.sh", "--local", "--recipe", recipe, f"trainer.total_training_steps={steps}",
-         "trainer.logger=[console,file]", *overrides],
+        ["bash", "scripts/run_npo.sh", "--local", "--recipe", recipe, "--gpus-per-node", str(ranks), *rollout,
+         f"trainer.total_training_steps={steps}", "trainer.logger=[console,file]", *overrides],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -110,5 +114,6 @@ def run_demo_recipe(out: Path, recipe: str, steps: int, *overrides: str) -> tupl
 
 @pytest.fixture(scope="session")
 def demo_recipe():
-    """``demo_recipe(out, recipe, steps, *overrides) -> (records, output)``: see :func:`run_demo_recipe`."""
+    """``demo_recipe(out, recipe, steps, *overrides, ranks=2, python=...) -> (records, output)``: see
+    :func:`run_demo_recipe`."""
     return run_demo_recipe
