@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_cpu.sh
 bash scripts/setup_cpu.sh --vllm
-# tests/slurm starts a real one-node Slurm (Debian's slurm-wlm + munge); shellcheck lints the launch scripts
-PACKAGES=(slurm-wlm munge shellcheck)
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v shellcheck >/dev/null; then
+# tests/slurm starts a real 2-node Slurm (Debian's slurm-wlm + munge), each node a network namespace (iproute2);
+# the linter checks the launch scripts
+PACKAGES=(slurm-wlm munge shellcheck iproute2)
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v shellcheck >/dev/null ||
+  ! command -v ip >/dev/null; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     apt-get install -y -qq "${PACKAGES[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${PACKAGES[@]}" >/dev/null; }
   else
