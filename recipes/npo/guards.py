@@ -6,6 +6,8 @@ Each is a clear error naming the option, raised before any worker starts. They h
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig, OmegaConf
 
 from npo_ext.config import NPOConfigError
@@ -99,3 +101,40 @@ def check_batch_layout(config: DictConfig) -> None:
                 f"{option}={micro} does not divide the {count} rows each of {where} gets; pick a divisor of {count} "
                 "or set actor_rollout_ref.actor.use_dynamic_bsz=true"
             )
+
+
+QWEN_VL_UTILS_MAX_TOKENS = 16_384  # qwen_vl_utils' cap on one image's visual tokens when verl loads an image
+
+
+def check_image_budget(config: DictConfig, processor: Any) -> str | None:
+    """Images against the prompt budget, at the processor's real patch size.
+
+    Raises :class:`NPOConfigError` when ``data.image_patch_size`` differs from the processor's (verl would resize
+    images to a grid the model does not use). Returns a warning when one image alone can take more visual tokens than
+    ``data.max_prompt_length``: verl then drops (``filter_overlong_prompts``) or fails on every prompt with such an
+    image, which ``python -m data_prep`` reports row by row when it converts with ``--processor``.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        return None
+    patch, merge = int(image_processor.patch_size), int(getattr(image_processor, "merge_size", 1))
+    asked = OmegaConf.select(config, "data.image_patch_size", default=None)
+    if asked and int(asked) != patch:
+        raise NPOConfigError(
+            f"data.image_patch_size={asked} but the model's image processor uses patch_size={patch}: images would be "
+            "resized to a grid the model does not use; remove data.image_patch_size (verl then takes the processor's)"
+        )
+    size = getattr(image_processor, "size", None)
+    max_pixels = getattr(image_processor, "max_pixels", None) or getattr(size, "longest_edge", None)
+    tokens = QWEN_VL_UTILS_MAX_TOKENS
+    if max_pixels:
+        tokens = min(tokens, int(max_pixels) // (patch * merge) ** 2)
+    budget = int(OmegaConf.select(config, "data.max_prompt_length"))
+    if tokens < budget:
+        return None
+    return (
+        f"one image can take up to {tokens} visual tokens (patch {patch}, merge {merge}, max {max_pixels} pixels), "
+        f"more than data.max_prompt_length={budget}: prompts with such images are dropped by verl "
+        "(data.filter_overlong_prompts) or fail; cap the pixels (the NPO authors use at most 1,048,576) or convert "
+        "with python -m data_prep ... --processor MODEL, which quarantines them by name"
+    )

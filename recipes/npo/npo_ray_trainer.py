@@ -62,7 +62,7 @@ from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
-from recipes.npo.guards import check_batch_layout, check_verl_run_supports_npo
+from recipes.npo.guards import check_batch_layout, check_image_budget, check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
@@ -119,6 +119,10 @@ class RayNPOTrainer(RayPPOTrainer):
             )
         self.external_source = self._external_source()
         check_batch_layout(self.config)
+        image_warning = check_image_budget(self.config, self.processor)
+        if image_warning:
+            logger.warning(image_warning)
+            print(f"[npo] warning: {image_warning}", flush=True)
         if self.npo.enable or self.guidance.source != "near_future":
             check_verl_run_supports_npo(self.config)
         if self.npo.enable:

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 import recipes.npo
 from npo_ext.config import GuidanceConfig, NPOConfigError
-from recipes.npo.guards import check_verl_run_supports_npo
+from recipes.npo.guards import check_image_budget, check_verl_run_supports_npo
 
 CONFIG_DIR = Path(recipes.npo.__file__).parent / "config"
 
@@ -94,3 +94,31 @@ def test_the_exgrpo_recipe_replays_one_of_eight_with_the_shaped_weight():
     assert exgrpo.actor_rollout_ref.actor.policy_loss.loss_mode == "npo_guided"
     assert not exgrpo.algorithm.norm_adv_by_std_in_grpo
     assert exgrpo.actor_rollout_ref.actor.optim.lr == config().actor_rollout_ref.actor.optim.lr
+
+
+@pytest.fixture(scope="module")
+def tiny_processor(tmp_path_factory):
+    """The demo model's real Qwen3-VL processor (patch 16, merge 2, at most 16 visual tokens per image)."""
+    from transformers import AutoProcessor
+
+    from recipes.demo.tiny_model import build_tiny_qwen3_vl
+
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny_qwen3_vl(folder)
+    return AutoProcessor.from_pretrained(folder)
+
+
+def test_images_that_fit_the_prompt_budget_pass(tiny_processor):
+    assert config().data.image_patch_size is None, "the recipe leaves the patch size to the processor"
+    assert check_image_budget(config("data.max_prompt_length=64"), tiny_processor) is None
+
+
+def test_an_image_larger_than_the_prompt_budget_is_named_with_the_processors_patch_size(tiny_processor):
+    warning = check_image_budget(config("data.max_prompt_length=16"), tiny_processor)
+    assert "up to 16 visual tokens (patch 16, merge 2, max 16384 pixels)" in warning
+    assert "more than data.max_prompt_length=16" in warning
+
+
+def test_a_patch_size_other_than_the_processors_fails(tiny_processor):
+    with pytest.raises(NPOConfigError, match=r"data.image_patch_size=14 but .* patch_size=16"):
+        check_image_budget(config("data.image_patch_size=14"), tiny_processor)

@@ -190,3 +190,22 @@ def test_a_ray_port_in_use_on_a_node_fails_the_job_before_ray_starts(cluster, tw
     assert info["JobState"] == "FAILED"
     assert f"error: Ray port block at {port} is in use (node2:{port + 3} )" in log
     assert "Ray nodes joined" not in log
+
+
+def test_inside_salloc_the_launcher_moves_onto_the_allocation_and_runs_there(cluster, two_node_job, tmp_path):
+    """salloc's shell runs where salloc was called (here the root namespace, a login node's stand-in): the launcher
+    must not make it Ray's head."""
+    out = tmp_path / "salloc"
+    env = dict(cluster.env, OUT_DIR=str(out), PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["salloc", "--nodes=2", "--cpus-per-task=1", "bash", "scripts/run_npo.sh", "--demo", "--recipe", "grpo",
+         "trainer.total_training_steps=2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "[run_npo] inside salloc on" in log and "running the launcher on node1" in log
+    node1, node2 = cluster.address("node1"), cluster.address("node2")
+    assert f"all 2 Ray nodes joined (1 GPUs each): node1={node1} node2={node2}" in log
+    assert kept_steps(log) == [1, 2]
+    assert wait_until_idle(cluster) == {node: [] for node in cluster.nodes}
