@@ -155,6 +155,7 @@ if [[ $LOCAL == 0 && -n ${SLURM_JOB_ID:-} && -z ${SLURMD_NODENAME:-} ]]; then
   MODE=salloc  # an interactive allocation whose shell runs on a login node
 elif [[ $LOCAL == 0 && -n ${SLURM_JOB_ID:-} ]]; then
   MODE=slurm-allocation
+  NODES=${SLURM_JOB_NUM_NODES:-$NODES}
 elif [[ $LOCAL == 0 ]] && command -v sbatch >/dev/null; then
   MODE=submit
 else

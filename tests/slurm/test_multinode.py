@@ -153,17 +153,17 @@ def test_only_token_holders_reach_the_jobs_ray_and_a_dead_node_fails_the_job_fas
 
 
 def test_two_jobs_on_one_node_take_separate_ray_ports(cluster, two_node_job, tmp_path):
+    """Each job is the GRPO demo with two training ranks on its one node."""
     on_node1 = {"SBATCH_EXTRA": "-w node1"}
-    jobs = [
-        (out, submit(cluster, out, "--recipe", "grpo", "trainer.total_training_steps=2", extra_env=on_node1))
-        for out in (tmp_path / "first", tmp_path / "second")
-    ]
+    grpo = ("--recipe", "grpo", "--gpus-per-node", "2", "trainer.total_training_steps=2")
+    jobs = [(out, submit(cluster, out, *grpo, extra_env=on_node1)) for out in (tmp_path / "first", tmp_path / "second")]
     ports = []
     for out, job in jobs:
         info = cluster.wait(job, lambda j: j["JobState"] in FINAL, timeout=900)
         log = job_log(out, job)
         assert info["JobState"] == "COMPLETED", log[-3000:]
         assert info["NodeList"] == "node1"
+        assert f"[npo] training ranks: 0@{cluster.address('node1')} 1@{cluster.address('node1')}" in log
         ports.append(int(re.search(r"Ray head node1 at \S+:(\d+) ", log).group(1)))
     assert abs(ports[0] - ports[1]) >= 400, ports  # disjoint blocks: GCS, agents, worker range
 
