@@ -35,10 +35,7 @@ def test_the_recipe_trains_on_two_ranks_through_vllm(run):
     assert len(records) == steps
     assert "[npo] training ranks: 0@" in output and " 1@" in output.split("[npo] training ranks:")[1].splitlines()[0]
     assert f"[run_npo] mode=local recipe={recipe} demo=1 rollout=vllm" in output
-    for step in records:
-        assert step["response_length/mean"] > 0
-        if recipe != "grpo":
-            assert "npo/inject/groups" in step
+    assert all(step["response_length/mean"] > 0 for step in records)
 
 
 def test_the_recipes_guides_reach_the_batch(run):
