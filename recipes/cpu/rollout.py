@@ -11,6 +11,7 @@ import time
 import numpy as np
 import torch
 from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
 from recipes.common.reward import RewardScorer
 
@@ -26,7 +27,10 @@ class HFRolloutManager:
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         start = time.perf_counter()
-        output = self.actor_rollout_wg.generate_sequences_hf(prompts)
+        # every actor rank generates an equal share; like the agent loop, take any batch size (RLEP generates
+        # G + M - m rows per prompt) by padding with copies and dropping their output
+        padded, pad_size = pad_dataproto_to_divisor(prompts, self.actor_rollout_wg.world_size)
+        output = unpad_dataproto(self.actor_rollout_wg.generate_sequences_hf(padded), pad_size=pad_size)
         generated = time.perf_counter()
 
         responses = output.batch["responses"]

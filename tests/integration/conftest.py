@@ -56,21 +56,29 @@ def probe():
 
 
 def _local(value):
-    """A one-rank FSDP checkpoint stores DTensors; their local shard is the whole tensor."""
+    """An FSDP checkpoint stores DTensors: each rank's file holds its local shard."""
     return value.to_local() if hasattr(value, "to_local") else torch.as_tensor(value)
 
 
 def load_actor_state(actor_dir: Path) -> dict:
-    """Weights, optimizer, LR scheduler and RNG of a one-rank FSDP actor checkpoint."""
-    state = {
-        name: torch.load(actor_dir / f"{name}_world_size_1_rank_0.pt", weights_only=False)
-        for name in ("model", "optim", "extra_state")
-    }
-    state["model"] = {k: _local(v) for k, v in state["model"].items()}
-    state["optim"]["state"] = {
-        k: {name: _local(v) for name, v in values.items()} for k, values in state["optim"]["state"].items()
-    }
-    state.update(state.pop("extra_state"))
+    """Weights, optimizer, LR scheduler and RNG of an FSDP actor checkpoint of any world size. Weights and optimizer
+    state are keyed ``(rank, name)`` (each rank's shard); ``rng`` is rank 0's and ``rngs`` every rank's."""
+    files = sorted(actor_dir.glob("model_world_size_*_rank_*.pt"))
+    assert files, f"no actor checkpoint in {actor_dir}"
+    world = int(files[0].name.split("_")[3])
+    state: dict = {"model": {}, "optim": {"state": {}}, "rngs": []}
+    for rank in range(world):
+        part = {
+            name: torch.load(actor_dir / f"{name}_world_size_{world}_rank_{rank}.pt", weights_only=False)
+            for name in ("model", "optim", "extra_state")
+        }
+        state["model"].update({(rank, k): _local(v) for k, v in part["model"].items()})
+        state["optim"]["state"].update(
+            {(rank, k): {name: _local(v) for name, v in values.items()} for k, values in part["optim"]["state"].items()}
+        )
+        state["rngs"].append(part["extra_state"]["rng"])
+        if rank == 0:
+            state.update(lr_scheduler=part["extra_state"]["lr_scheduler"], rng=part["extra_state"]["rng"])
     return state
 
 
@@ -82,7 +90,8 @@ def assert_same_state(a: dict, b: dict) -> None:
             other = b["optim"]["state"][key][name]
             assert torch.equal(tensor, other), f"optimizer {key}.{name}"
     assert a["lr_scheduler"] == b["lr_scheduler"]
-    assert torch.equal(a["rng"]["cpu"], b["rng"]["cpu"]), "torch RNG"
+    assert len(a["rngs"]) == len(b["rngs"]), "world size"
+    assert all(torch.equal(x["cpu"], y["cpu"]) for x, y in zip(a["rngs"], b["rngs"], strict=True)), "every rank's RNG"
 
 
 @pytest.fixture(scope="session")
