@@ -91,9 +91,8 @@ def npo_guided_policy_loss(
         loss_mat = loss_mat * rollout_is_weights
     loss = agg_loss(loss_mat, response_mask, loss_agg_mode, **config.global_batch_info)
     guide_tokens = off_policy.sum()
-    weight = shaped_weight(log_prob.detach(), _micro_batch["behaviour_log_prob"], _micro_batch["gamma"])
-    metrics = {
-        "actor/npo_guide_token_frac": (guide_tokens / response_mask.sum().clamp_min(1)).item(),
-        "actor/npo_shaped_weight_mean": ((weight * off_policy).sum() / guide_tokens.clamp_min(1)).item(),
-    }
+    metrics = {"actor/npo_guide_token_frac": (guide_tokens / response_mask.sum().clamp_min(1)).item()}
+    if guide_tokens > 0:  # verl averages each metric over the micro-batches that report it: only those with guides
+        weight = shaped_weight(log_prob.detach(), _micro_batch["behaviour_log_prob"], _micro_batch["gamma"])
+        metrics["actor/npo_shaped_weight_mean"] = ((weight * off_policy).sum() / guide_tokens).item()
     return loss, metrics
