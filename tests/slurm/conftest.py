@@ -6,7 +6,8 @@ one slurmd per node namespace. Job steps run in their node's namespace, so Ray s
 inside a job gets one real node per Slurm node, each at its own address. Clients (``sbatch``, ``scontrol``) run in
 the root namespace and reach the controller through the bridge.
 
-Every daemon runs in the foreground as a child of this process, so its PID is known; :meth:`SlurmCluster.stop` ends
+The controller schedules every 2 s (Slurm's default is 60 s, which would leave a job submitted while the previous
+one's nodes are still completing pending for up to a minute). Every daemon runs in the foreground as a child of this process, so its PID is known; :meth:`SlurmCluster.stop` ends
 them, anything left in the namespaces (job steps, Ray), and removes the namespaces and the bridge, and reports
 whatever it could not stop. Needs root, slurm-wlm, munge and iproute2 (``scripts/test.sh`` installs them).
 """
@@ -45,6 +46,7 @@ ReturnToService=2
 SlurmdTimeout=20
 MinJobAge=600
 KillWait=5
+SchedulerParameters=sched_interval=2
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/run/slurmctld.pid
