@@ -243,7 +243,8 @@ prepare_demo() {
   if [[ $RECIPE == rlep && ! -s $NPO_DEMO_DIR/experience.jsonl ]]; then
     # RLEP replays an earlier run's successes: on the demo, the demo model's own (written once, then reused)
     echo "[run_npo] rlep: collecting $NPO_DEMO_DIR/experience.jsonl from the demo model"
-    "$PYTHON" -m recipes.rlep.collect --config-path "$(dirname "$CONFIG")" --config-name "$(basename "$CONFIG" .yaml)" \
+    # a private Ray on this node for the collection (the job's own, with its token, starts later)
+    RAY_AUTH_MODE=disabled "$PYTHON" -m recipes.rlep.collect --config-path "$(dirname "$CONFIG")" --config-name "$(basename "$CONFIG" .yaml)" \
       ++ray_kwargs.ray_init.address=local trainer.n_gpus_per_node="$GPUS_PER_NODE" "${DEMO_RAY[@]}" \
       "${ROLLOUT_OVERRIDES[@]}" "${OVERRIDES[@]}"
   fi
