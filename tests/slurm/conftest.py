@@ -7,9 +7,10 @@ inside a job gets one real node per Slurm node, each at its own address. Clients
 the root namespace and reach the controller through the bridge.
 
 The controller schedules every 2 s (Slurm's default is 60 s, which would leave a job submitted while the previous
-one's nodes are still completing pending for up to a minute). Every daemon runs in the foreground as a child of this process, so its PID is known; :meth:`SlurmCluster.stop` ends
-them, anything left in the namespaces (job steps, Ray), and removes the namespaces and the bridge, and reports
-whatever it could not stop. Needs root, slurm-wlm, munge and iproute2 (``scripts/test.sh`` installs them).
+one's nodes are still completing pending for up to a minute). Every daemon runs in the foreground as a child of this
+process, so its PID is known; :meth:`SlurmCluster.stop` ends them, anything left in the namespaces (job steps, Ray),
+and removes the namespaces and the bridge, and reports whatever it could not stop. Needs root, slurm-wlm, munge and
+iproute2 (``scripts/test.sh`` installs them).
 """
 
 from __future__ import annotations
