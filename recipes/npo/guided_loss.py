@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from verl import DataProto
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.losses import ppo_loss
 
 from npo_ext.config import GuidanceConfig
@@ -24,6 +26,10 @@ from npo_ext.loss_shaping import guided_policy_loss, shaped_weight
 LOSS_MODE = "npo_guided"
 OFF_POLICY = "npo_off_policy"
 SHAPING, GAMMA = "npo_loss_shaping", "npo_shaping_gamma"
+# the shaped weight's sum and the guide-token count of a micro-batch, summed by verl over micro-batches (and averaged
+# over ranks, the same for both): their ratio is the token mean over the whole update (shaped_weight_mean)
+WEIGHT_SUM, GUIDE_TOKENS = "actor/npo_shaped_weight_sum", "actor/npo_guide_tokens"
+SHAPED_WEIGHT_MEAN = "actor/npo_shaped_weight_mean"
 
 _micro_batch: dict[str, Any] = {}  # the guide tokens of the micro-batch whose loss is being computed
 
@@ -53,9 +59,12 @@ def guided_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = 
         ),
     )
     try:
-        return ppo_loss(config, model_output, data, dp_group)
+        loss, metrics = ppo_loss(config, model_output, data, dp_group)
     finally:
         _micro_batch.clear()
+    for key in (WEIGHT_SUM, GUIDE_TOKENS):  # ppo_loss makes every policy-loss metric a mean over micro-batches
+        metrics[key] = Metric(AggregationType.SUM, metrics[key].values[0])
+    return loss, metrics
 
 
 @register_policy_loss(LOSS_MODE)
@@ -91,8 +100,18 @@ def npo_guided_policy_loss(
         loss_mat = loss_mat * rollout_is_weights
     loss = agg_loss(loss_mat, response_mask, loss_agg_mode, **config.global_batch_info)
     guide_tokens = off_policy.sum()
-    metrics = {"actor/npo_guide_token_frac": (guide_tokens / response_mask.sum().clamp_min(1)).item()}
-    if guide_tokens > 0:  # verl averages each metric over the micro-batches that report it: only those with guides
-        weight = shaped_weight(log_prob.detach(), _micro_batch["behaviour_log_prob"], _micro_batch["gamma"])
-        metrics["actor/npo_shaped_weight_mean"] = ((weight * off_policy).sum() / guide_tokens).item()
+    weight = shaped_weight(log_prob.detach(), _micro_batch["behaviour_log_prob"], _micro_batch["gamma"])
+    metrics = {
+        "actor/npo_guide_token_frac": (guide_tokens / response_mask.sum().clamp_min(1)).item(),
+        WEIGHT_SUM: (weight * off_policy).sum().item(),
+        GUIDE_TOKENS: float(guide_tokens),
+    }
     return loss, metrics
+
+
+def shaped_weight_mean(metrics: dict[str, Any]) -> None:
+    """After the update: the token mean of the shaped weight over every guide token (absent without guide tokens),
+    from the per-mini-batch sums verl collected."""
+    weights, tokens = metrics.pop(WEIGHT_SUM, None), metrics.get(GUIDE_TOKENS)
+    if weights is not None and float(np.sum(tokens)) > 0:
+        metrics[SHAPED_WEIGHT_MEAN] = [float(np.sum(weights) / np.sum(tokens))]

@@ -63,7 +63,7 @@ from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_batch_layout, check_image_budget, check_verl_run_supports_npo
-from recipes.npo.guided_loss import mark_guide_tokens
+from recipes.npo.guided_loss import mark_guide_tokens, shaped_weight_mean
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
 
@@ -446,6 +446,8 @@ class RayNPOTrainer(RayPPOTrainer):
         if self.guidance.loss_shaping != "none":
             mark_guide_tokens(batch, self.guidance)
         output = super()._update_actor(batch)
+        if self.guidance.loss_shaping != "none":
+            shaped_weight_mean(output.meta_info["metrics"])
         start = time.perf_counter()
         npo_metrics = guide_advantage_metrics(batch)
         npo_metrics["npo/phase"] = PHASE_CODES[self.fork_manager.phase]
