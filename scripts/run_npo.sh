@@ -424,6 +424,7 @@ plan() {  # the allocation's commands, for --dry-run
     echo "# ports: the block of $PORT_BLOCK from $PORT_FIRST + (job id mod $PORT_SLOTS) x $PORT_BLOCK, the next if one is busy"
     echo "#        (shown below for a job id that is a multiple of $PORT_SLOTS)"
   fi
+  echo "# CPUs: Ray's --num-cpus on each node is what Slurm allocated there (SLURM_JOB_CPUS_PER_NODE)${RAY_NUM_CPUS:+, overridden: $RAY_NUM_CPUS}"
   if [[ $RAY_AUTH_MODE == token ]]; then
     echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$LOG_DIR/.ray-token-$SLURM_JOB_ID  # fresh per job, mode 0600"
   fi

@@ -81,6 +81,7 @@ def test_a_dry_run_prints_the_batch_script_and_a_multi_node_plan(with_sbatch):
     assert ".venv/bin/python" not in out, "a GPU run never takes the CPU environment's interpreter"
     # inside the allocation: addresses from Slurm, a per-job token and port block, the stop contract
     assert "# addresses: the Slurm NodeAddr of each node" in out
+    assert "# CPUs: Ray's --num-cpus on each node is what Slurm allocated there" in out
     assert "RAY_AUTH_TOKEN_PATH=" in out and "fresh per job, mode 0600" in out
     assert "# ports: the block of 400 from 20000 + (job id mod 30) x 400" in out
     assert "npo_stop_request; exit status 75 -> scontrol requeue" in out
