@@ -1,7 +1,7 @@
 """RLEP's experience file: the verified-correct responses an earlier, finished run gives on the training prompts.
 
 ``recipes/rlep/collect.py`` writes it (k samples per prompt at temperature 0.7, top-p 0.95; prompts with at least
-``min_correct`` verified-correct ones are kept; facts in ``shared/reference/npo-method.md`` §7.3) and the RLEP recipe
+``min_correct`` verified-correct ones are kept; RLEP, arXiv 2507.07451) and the RLEP recipe
 reads it through :class:`ExperienceFileSource`. One JSON object per line, so a collection that dies keeps what it
 wrote and resumes after the last prompt on file::
 

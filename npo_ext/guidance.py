@@ -9,7 +9,7 @@ protocol, and :func:`npo_ext.injection.inject_guidance` takes any of them:
 * replay of the run's own successes (ExGRPO): :class:`npo_ext.replay_pool.ReplayPool`.
 
 Which groups receive guides is the injection's ``gated`` switch: NPO only gates groups below ``npo.gate``; LUFFY
-and ExGRPO put their trajectory into every group they mix (facts in ``shared/reference/npo-method.md`` §7).
+and ExGRPO put their trajectory into every group they mix (LUFFY, arXiv 2504.14945; ExGRPO, arXiv 2510.02245).
 """
 
 from __future__ import annotations

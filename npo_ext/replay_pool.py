@@ -1,12 +1,12 @@
 """ExGRPO's experience pool: the run's own correct responses, replayed on medium-difficulty questions.
 
-Facts (``shared/reference/npo-method.md`` §7.2): after each step, every prompt with 1..n−1 of n responses correct
-has its correct responses stored with the log-probs of the policy that wrote them; a prompt solved n/n is retired
-(removed, never stored again). Replay starts once a batch's accuracy exceeds 0.35. Experience questions are drawn by
-bucket, k = the prompt's latest number of successes, bucket weight N(k; μ = n/2, σ = 1), multinomial over buckets
-and uniform within one; of a question's stored responses the one with the lowest entropy under the current policy is
-replayed. A question is asked again through its position in the training dataset. The pool's state is JSON-able and
-saved with checkpoints.
+Facts (ExGRPO, arXiv 2510.02245, and its release in github.com/ElliottYan/LUFFY): after each step, every prompt with
+1..n−1 of n responses correct has its correct responses stored with the log-probs of the policy that wrote them; a
+prompt solved n/n is retired (removed, never stored again). Replay starts once a batch's accuracy exceeds 0.35.
+Experience questions are drawn by bucket, k = the prompt's latest number of successes, bucket weight N(k; μ = n/2, σ =
+1), multinomial over buckets and uniform within one; of a question's stored responses the one with the lowest entropy
+under the current policy is replayed. A question is asked again through its position in the training dataset. The pool's
+state is JSON-able and saved with checkpoints.
 
 One step's use: :meth:`ReplayPool.draw` picks the step's experience questions, the trainer measures the entropy of
 each one's :meth:`~ReplayPool.candidates` under the current policy and hands them to :meth:`~ReplayPool.choose`; as

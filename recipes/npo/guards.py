@@ -1,7 +1,7 @@
 """Start-up checks: verl options under which NPO's injection would be silently wrong or would crash later.
 
 Each is a clear error naming the option, raised before any worker starts. They hold for the legacy
-``RayPPOTrainer.fit()`` of verl 0.9.1 (see ``shared/reference/verl-vllm-path-review.md``).
+``RayPPOTrainer.fit()`` of verl 0.9.1.
 """
 
 from __future__ import annotations
