@@ -6,6 +6,7 @@ Each is a clear error naming the option, raised before any worker starts. They h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,11 +19,14 @@ from recipes.npo.guided_loss import LOSS_MODE as GUIDED_LOSS_MODE
 GROUP_ESTIMATORS = ("grpo", "grpo_vectorized", "grpo_passk", "rloo", "rloo_vectorized", "opo", "gpg")
 
 
+def _getter(config: DictConfig) -> Callable[..., Any]:
+    """``get(path, default=None)``: the config value at a dotted path."""
+    return lambda path, default=None: OmegaConf.select(config, path, default=default)
+
+
 def check_verl_run_supports_npo(config: DictConfig) -> None:
     """Raise :class:`NPOConfigError` for a verl setting NPO cannot run with."""
-
-    def get(path: str, default=None):
-        return OmegaConf.select(config, path, default=default)
+    get = _getter(config)
 
     estimator = str(get("algorithm.adv_estimator"))
     if estimator not in GROUP_ESTIMATORS:
@@ -76,9 +80,7 @@ def check_batch_layout(config: DictConfig) -> None:
     micro-batches, or the log-prob pass fails deep inside the first step with "data size must be divisible by
     force_group_size * micro_batch_size_per_gpu". Checked here, before any worker starts, naming the options.
     """
-
-    def get(path: str, default=None):
-        return OmegaConf.select(config, path, default=default)
+    get = _getter(config)
 
     world = int(get("trainer.nnodes", 1)) * int(get("trainer.n_gpus_per_node", 1))
     n = int(get("actor_rollout_ref.rollout.n", 1))
@@ -118,7 +120,8 @@ def check_image_budget(config: DictConfig, processor: Any) -> str | None:
     if image_processor is None:
         return None
     patch, merge = int(image_processor.patch_size), int(getattr(image_processor, "merge_size", 1))
-    asked = OmegaConf.select(config, "data.image_patch_size", default=None)
+    get = _getter(config)
+    asked = get("data.image_patch_size")
     if asked and int(asked) != patch:
         raise NPOConfigError(
             f"data.image_patch_size={asked} but the model's image processor uses patch_size={patch}: images would be "
@@ -129,7 +132,7 @@ def check_image_budget(config: DictConfig, processor: Any) -> str | None:
     tokens = QWEN_VL_UTILS_MAX_TOKENS
     if max_pixels:
         tokens = min(tokens, int(max_pixels) // (patch * merge) ** 2)
-    budget = int(OmegaConf.select(config, "data.max_prompt_length"))
+    budget = int(get("data.max_prompt_length"))
     if tokens < budget:
         return None
     return (
