@@ -289,6 +289,10 @@ ENTRY_PID=
 TOKEN_FILE=
 HELPER=()  # srun options of the short steps beside Ray (they share the nodes and hold no GPU)
 
+on_each_node() {  # a short step with one task on every node of the allocation
+  srun "${HELPER[@]}" --nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1 "$@"
+}
+
 expand_counts() {  # "72(x2),48" (SLURM_JOB_CPUS_PER_NODE) -> one count per node
   local part i
   for part in ${1//,/ }; do
@@ -317,7 +321,7 @@ resolve_addresses() {  # NODE_ADDR[node] and NODE_IFACE[node]: the address (and 
   fi
   # one line per node: its Slurm name, then IFACE=ADDRESS for each IPv4 address (on NET_IFACE only, when given)
   # shellcheck disable=SC2016  # expanded on each node
-  seen=$(srun "${HELPER[@]}" --nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1 bash -c \
+  seen=$(on_each_node bash -c \
     'printf "%s " "$SLURMD_NODENAME"; ip -4 -o addr show $0 | awk "$1"; echo' "${NET_IFACE:+dev $NET_IFACE}" \
     '{sub(/\/.*/, "", $4); printf "%s=%s ", $2, $4}') || die "could not list the nodes' addresses (srun failed): $seen"
   for node in "${NODE_LIST[@]}"; do
@@ -351,7 +355,7 @@ ray_ports() {  # RAY_PORT_ARGS for the block starting at $1: fixed ports first, 
 busy_ports() {  # the fixed ports of the block at $1 that some node cannot bind ("node:port" words; in a subshell)
   ray_ports "$1"
   # shellcheck disable=SC2016  # expanded on each node
-  srun "${HELPER[@]}" --nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1 "$PYTHON" -c '
+  on_each_node "$PYTHON" -c '
 import os, socket, sys
 node = os.environ.get("SLURMD_NODENAME", "?")
 for port in map(int, sys.argv[1:]):
@@ -385,31 +389,38 @@ choose_ports() {  # PORT_BASE: --ray-port as given, or a block from the job id (
   die "no free block of Ray ports after 8 tries; pass --ray-port"
 }
 
-ray_node_command() {  # ray_node_command NODE INDEX: RAY_NODE, the node's `ray start`
+ray_node_command() {  # ray_node_command NODE INDEX: RAY_STEP, the srun step of the node's `ray start`
   local temp
   temp=${RAY_TMPDIR:-/tmp}/npo-ray-${SLURM_CLUSTER_NAME:-slurm}-$SLURM_JOB_ID-$1  # node-local; Ray's sockets are short
   # Gloo and NCCL pick an interface from the hostname (which may resolve to loopback); pin the node's own
-  RAY_NODE=(env "GLOO_SOCKET_IFNAME=${GLOO_SOCKET_IFNAME:-${NODE_IFACE[$1]}}"
+  RAY_STEP=(srun --overlap --nodes=1 --ntasks=1 --cpus-per-task="${NODE_CPUS[$2]}" --mem=0 -w "$1"
+    --output="$LOG_DIR/ray-$1-%j.log" env "GLOO_SOCKET_IFNAME=${GLOO_SOCKET_IFNAME:-${NODE_IFACE[$1]}}"
     "NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-${NODE_IFACE[$1]}}" "$(dirname "$PYTHON")/ray" start --block --num-gpus="$GPUS_PER_NODE" --resources="{\"npo_node:$1\": 1}"
     --num-cpus="${RAY_NUM_CPUS:-${NODE_CPUS[$2]}}" --node-ip-address="${NODE_ADDR[$1]}" --temp-dir="$temp"
     --disable-usage-stats "${RAY_PORT_ARGS[@]}")
   if [[ $2 == 0 ]]; then
-    RAY_NODE+=(--head --port="$PORT_BASE" --include-dashboard=false)
+    RAY_STEP+=(--head --port="$PORT_BASE" --include-dashboard=false)
   else
-    RAY_NODE+=(--address="$HEAD_IP:$PORT_BASE")
+    RAY_STEP+=(--address="$HEAD_IP:$PORT_BASE")
   fi
 }
 
+wait_command() {  # WAIT: the wait until every node of NODE_LIST joined Ray at its address
+  local node
+  WAIT=("$PYTHON" scripts/ray_wait_nodes.py --address "$HEAD_IP:$PORT_BASE" --gpus-per-node "$GPUS_PER_NODE"
+    --timeout "${RAY_WAIT_S:-300}" --nodes)
+  for node in "${NODE_LIST[@]}"; do WAIT+=("$node=${NODE_ADDR[$node]}"); done
+}
+
 plan() {  # the allocation's commands, for --dry-run
-  local nodes=() i
+  local i node
   MODE=slurm-allocation
   NODES=${SLURM_JOB_NUM_NODES:-$NODES}
-  for ((i = 1; i <= NODES; i++)); do nodes+=("NODE$i"); done
+  NODE_LIST=() NODE_CPUS=()
+  for ((i = 1; i <= NODES; i++)); do NODE_LIST+=("NODE$i") NODE_CPUS+=("${CPUS_PER_NODE:-ALLOCATED_CPUS}"); done
   SLURM_JOB_ID=${SLURM_JOB_ID:-JOBID}
   declare -A NODE_ADDR=() NODE_IFACE=()
-  for node in "${nodes[@]}"; do NODE_ADDR[$node]=${node}_ADDR NODE_IFACE[$node]=${NET_IFACE:-${node}_IFACE}; done
-  NODE_CPUS=()
-  for node in "${nodes[@]}"; do NODE_CPUS+=("${CPUS_PER_NODE:-ALLOCATED_CPUS}"); done
+  for node in "${NODE_LIST[@]}"; do NODE_ADDR[$node]=${node}_ADDR NODE_IFACE[$node]=${NET_IFACE:-${node}_IFACE}; done
   HEAD_IP=${NODE_ADDR[NODE1]} PORT_BASE=${RAY_PORT:-$PORT_FIRST}
   ray_ports "$PORT_BASE"
   entry_command
@@ -429,11 +440,13 @@ plan() {  # the allocation's commands, for --dry-run
     echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$LOG_DIR/.ray-token-$SLURM_JOB_ID  # fresh per job, mode 0600"
   fi
   echo "# stop: USR1 ${STOP_LEAD_S}s before the time limit -> touch $CKPT_DIR/npo_stop_request; exit status $REQUEUE_EXIT_CODE -> scontrol requeue"
-  for i in "${!nodes[@]}"; do
-    ray_node_command "${nodes[$i]}" "$i"
-    echo "srun --overlap --nodes=1 --ntasks=1 --cpus-per-task=${NODE_CPUS[$i]} --mem=0 -w ${nodes[$i]} --output=$LOG_DIR/ray-${nodes[$i]}-%j.log $(printf '%q ' "${RAY_NODE[@]}")&"
+  for i in "${!NODE_LIST[@]}"; do
+    ray_node_command "${NODE_LIST[$i]}" "$i"
+    echo "$(printf '%q ' "${RAY_STEP[@]}")&"
   done
-  echo "$PYTHON scripts/ray_wait_nodes.py --address $HEAD_IP:$PORT_BASE --gpus-per-node $GPUS_PER_NODE --timeout ${RAY_WAIT_S:-300} --nodes $(for n in "${nodes[@]}"; do printf '%s=%s ' "$n" "${NODE_ADDR[$n]}"; done)"
+  wait_command
+  printf '%q ' "${WAIT[@]}"
+  echo
   echo "RAY_ADDRESS=$HEAD_IP:$PORT_BASE $(printf '%q ' "${ENTRY[@]}")"
 }
 
@@ -441,12 +454,12 @@ preflight() {
   local check=$CKPT_DIR/.run_npo_fs_check.$SLURM_JOB_ID bad gpus
   date >"$check"
   # shellcheck disable=SC2016  # expanded on each node
-  bad=$(srun "${HELPER[@]}" --nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1 \
-    bash -c 'test -s "$0" || echo "$SLURMD_NODENAME"' "$check" 2>&1) || true
+  bad=$(on_each_node bash -c 'test -s "$0" || echo "$SLURMD_NODENAME"' "$check" 2>&1) || true
   rm -f "$check"
   [[ -z $bad ]] || die "checkpoint folder $CKPT_DIR is not shared with: $bad (use --ckpt-dir on a shared filesystem)"
   if [[ $DEMO == 0 ]]; then
-    # the GPUs this job may use: CUDA_VISIBLE_DEVICES when Slurm sets it (nvidia-smi lists every GPU of the node)
+    # the GPUs this job may use: CUDA_VISIBLE_DEVICES when Slurm sets it (nvidia-smi lists every GPU of the node);
+    # unlike the other short steps, this one must see the GPUs
     # shellcheck disable=SC2016  # expanded on each node
     gpus=$(srun --overlap --nodes="$NODES" --ntasks="$NODES" --ntasks-per-node=1 bash -c \
       'if [[ -n ${CUDA_VISIBLE_DEVICES:-} ]]; then n=$(tr , "\n" <<<"$CUDA_VISIBLE_DEVICES" | grep -c .); else n=$(nvidia-smi -L 2>/dev/null | grep -c ^GPU); fi; echo "$SLURMD_NODENAME=$n"' 2>&1) || true
@@ -532,15 +545,12 @@ run_in_allocation() {
   entry_command
   for i in "${!NODE_LIST[@]}"; do
     ray_node_command "${NODE_LIST[$i]}" "$i"
-    srun --overlap --nodes=1 --ntasks=1 --cpus-per-task="${NODE_CPUS[$i]}" --mem=0 -w "${NODE_LIST[$i]}" \
-      --output="$LOG_DIR/ray-${NODE_LIST[$i]}-%j.log" "${RAY_NODE[@]}" &
+    "${RAY_STEP[@]}" &
     RAY_PIDS+=($!)
     [[ $i == 0 ]] && sleep "${RAY_HEAD_START_S:-5}"
   done
-  local expected=()
-  for i in "${!NODE_LIST[@]}"; do expected+=("${NODE_LIST[$i]}=${NODE_ADDR[${NODE_LIST[$i]}]}"); done
-  "$PYTHON" scripts/ray_wait_nodes.py --address "$HEAD_IP:$PORT_BASE" --gpus-per-node "$GPUS_PER_NODE" \
-    --timeout "${RAY_WAIT_S:-300}" --nodes "${expected[@]}" &
+  wait_command
+  "${WAIT[@]}" &
   i=$!
   watch "$i" || { kill "$i" 2>/dev/null || true; exit 1; }
   RAY_ADDRESS=$HEAD_IP:$PORT_BASE "${ENTRY[@]}" &
