@@ -26,7 +26,7 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from unittest import mock
 
 import numpy as np
@@ -227,7 +227,7 @@ class RayNPOTrainer(RayPPOTrainer):
             self._stop_for_requeue(f"stop requested at the step boundary ({self.fork_manager.phase.value})")
         self.fork_engine.wake_rollout()
 
-    def _stop_for_requeue(self, where: str) -> None:
+    def _stop_for_requeue(self, where: str) -> NoReturn:
         """Make the run resumable here, then stop. Inside a fork nothing is saved: its snapshot and persisted phase
         already resume it (a look-ahead restarts from the snapshot, a collection or a probe after its last persisted
         unit; no kept step is lost). Otherwise a real checkpoint of the last kept step is written."""

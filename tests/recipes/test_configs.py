@@ -109,7 +109,7 @@ def test_every_demo_splits_its_batches_over_1_and_2_ranks(recipe, ranks, rollout
 
 
 def test_micro_batches_that_do_not_fit_a_ranks_share_fail_naming_the_option():
-    """The demo's former micro-batches of 16 rows assumed one rank; on 2 each rank gets 8 rows."""
+    """Micro-batches of 16 rows fit one rank's share of the demo's 16 rows; on 2 ranks each gets 8."""
     config = recipe_config(
         "npo",
         "npo_cpu_demo",

@@ -87,3 +87,10 @@ def test_reports_where_each_node_joined(two_nodes):
     proc = wait(two_nodes, "--nodes", "node-a", "node-b", "--timeout=60")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"all 2 Ray nodes joined \(0 GPUs each\): node-a=\S+ node-b=\S+$", proc.stdout.strip())
+
+
+def test_a_head_that_never_opens_its_port_fails_at_the_timeout():
+    """Without the head, ray.init would retry for many minutes: the wait gives up at its own timeout, saying why."""
+    proc = wait(f"127.0.0.1:{free_port()}", "--nodes", "node-a", "--timeout=3")
+    assert proc.returncode == 1
+    assert "did not open its port in 3 s" in proc.stderr
