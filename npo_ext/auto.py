@@ -6,8 +6,9 @@ trigger and the look-ahead distances to probe. *How far* (Δ*) is decided later 
 
 Our choices where the paper is silent (README, "AutoNPO"):
 
-* candidates that would run past the last training step, or across an epoch boundary (the rollback replays batches
-  within one epoch), are dropped; with none left there is no fork at this boundary;
+* candidates whose look-ahead or guided window (``guided_window``, or Δ when it is 0) would run past the last
+  training step, or across an epoch boundary (the rollback replays batches within one epoch), are dropped; with none
+  left there is no fork at this boundary;
 * an intervention counts against ``max_interventions`` when it forks, whether or not a Δ* is found;
 * the cooldown runs from the end of the last guided window (or from the fork, when no Δ* was found).
 """
@@ -57,13 +58,21 @@ class AutoController:
         epoch = self.steps_per_epoch
         return epoch <= 0 or completed // epoch == (completed + delta - 1) // epoch
 
+    def window_for(self, delta: int) -> int:
+        """The guided window after choosing ``delta``: ``guided_window`` steps, or as many as Δ* when it is 0."""
+        return self.config.guided_window or delta
+
     def plan(self, completed: int) -> AutoPlan | None:
         """Fork now? ``None`` when no trigger fires or no candidate distance fits."""
         since = None if self.last_window_end is None else completed - self.last_window_end
         trigger = self.monitor.decide(completed, self.interventions_done, since, len(self.pool))
         if trigger is None:
             return None
-        deltas = tuple(d for d in self.config.candidate_deltas if self.fits(completed, d))
+        deltas = tuple(
+            d
+            for d in self.config.candidate_deltas
+            if self.fits(completed, d) and self.fits(completed, self.window_for(d))
+        )
         return AutoPlan(trigger, deltas) if deltas else None
 
     def forked(self) -> None:

@@ -176,6 +176,10 @@ class NPOConfig:
                 raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
         if self.v_samples < 0:
             raise NPOConfigError(f"npo.v_samples must be >= 0 (0: V is not measured), got {self.v_samples}")
+        if self.mode == "auto" and self.v_samples == 0:
+            raise NPOConfigError(
+                "npo.mode=auto picks Δ* by S = Q / V, so it needs V: set npo.v_samples >= 1 (0 turns V off)"
+            )
         _check_schedule(self.interventions)
 
     @classmethod
@@ -201,6 +205,12 @@ class NPOConfig:
             raise NPOConfigError(
                 f"npo.slots_per_group={self.slots_per_group} must be smaller than rollout.n={rollout_n}: "
                 "a group needs at least one on-policy response"
+            )
+        window = self.auto.guided_window
+        if self.mode == "auto" and window and (window >= total_steps or 0 < steps_per_epoch < window):
+            raise NPOConfigError(
+                f"npo.auto.guided_window={window} cannot fit: the run has {total_steps} steps and "
+                f"{steps_per_epoch} per epoch; a guided window must end before the last step and stay within one epoch"
             )
         for iv in self.interventions:
             if iv.at_step + iv.delta >= total_steps:

@@ -6,8 +6,11 @@
 
 θ_T (``DIR/global_step_T``) samples k responses per prompt: the prompts it fails (all k wrong) are where Q is
 measured. Each θ_{T+Δ} samples k responses per prompt; Q(Δ) is its pass@min(q_k, k) on those prompts and V(Δ) the
-per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples (top-k, as in training). S = Q / V, and Δ* follows the
-trainer's rule (``npo_ext.delta_selection``). Writes ``probe.csv`` and ``probe.png`` under ``--out``.
+per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples, with the estimator training uses (``npo_ext.signals``:
+exact on the guide's top-k ids, the rest from the sampled token). The table is built by the same function AutoNPO
+uses (``npo_ext.delta_selection.candidate_table``), so the same checkpoints and prompts give the same Δ* in both;
+AutoNPO's prompts are its mistake pool's, the probe's are ``--prompts``. S = Q / V, and Δ* follows the trainer's rule.
+Writes ``probe.csv`` and ``probe.png`` under ``--out``.
 
 The other guidance sources are measured on the same failed prompts (``--teacher-field``: LUFFY's trace in
 ``extra_info``; ``--experience-file``: RLEP's file; ``--replay-pool``: ExGRPO's pool as a checkpoint saved it), one
@@ -34,8 +37,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from npo_ext.delta_selection import Candidate, Decision, select_delta
-from npo_ext.signals import effective_signal, estimate_q, pass_at_1_q
+from npo_ext.delta_selection import Candidate, Decision, candidate_table, select_delta
+from npo_ext.signals import effective_signal, pass_at_1_q
 
 DEFAULT_BACKEND = "recipes.npo.probe_backend"
 
@@ -98,11 +101,11 @@ def probe(
             correct[delta] = backend.sample(k, work / f"samples_{delta}")
             bar.update()
         backend.load(anchor)
-        rows = []
+        v = {}
         for delta in deltas:
-            q = estimate_q(anchor_correct / k, np.full(len(anchor_correct), k), correct[delta], k=min(q_k, k))
-            rows.append(Candidate(delta, q, backend.variance_cost(work / f"samples_{delta}")))
+            v[delta] = backend.variance_cost(work / f"samples_{delta}")
             bar.update()
+        rows = candidate_table(anchor_correct, k, correct, v, q_k)
     near_future = [SourceSignal(f"near_future (Δ={r.delta})", r.q, r.v) for r in rows]
     return rows, near_future + sources
 

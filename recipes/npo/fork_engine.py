@@ -33,7 +33,7 @@ from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
 from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
-from npo_ext.signals import chi2_second_moment_topk, estimate_q
+from npo_ext.signals import chi2_second_moment_topk
 from recipes.npo.topk_forward import SEQUENCE_TENSORS, actor_log_probs_at, actor_topk
 
 if TYPE_CHECKING:
@@ -67,8 +67,6 @@ class VerlForkEngine:
     def save_snapshot(self, directory: Path, step: int) -> None:
         self._save_actor(directory, step)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
-        if self.trainer.auto is not None:
-            atomic_torch_save(self.trainer.auto.state_dict(), directory / AUTO_STATE_FILE)
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
         self._save_actor(directory, step)
@@ -94,8 +92,9 @@ class VerlForkEngine:
         self.trainer.restore_folder(snapshot, step, what="fork snapshot")
         self.trainer.global_steps = step + 1  # fit() is between steps: the next one it runs is step + 1
 
-    def on_guided_start(self) -> None:
-        """Make a real checkpoint at the fork step carry the GUIDED state, so a kill in the window resumes in it."""
+    def after_rollback(self) -> None:
+        """A real checkpoint at the fork step carrying the state after the rollback (GUIDED, or IDLE with AutoNPO's
+        updated controller when no Δ* was found), so a kill right after it resumes there."""
         trainer = self.trainer
         if not trainer.npo.checkpoint_at_rollback or trainer.config.trainer.save_freq <= 0:
             return
@@ -263,34 +262,24 @@ class VerlForkEngine:
 
     # --- AutoNPO probing ------------------------------------------------------------------------------------------
 
-    def probe_candidate(self, checkpoint: Path, samples_dir: Path, probe_set: Path) -> float:
-        """Q of the candidate θ_{T+Δ} on the fork's probe set; its samples are stored for V."""
+    def probe_candidate(self, checkpoint: Path, samples_dir: Path | None, probe_set: Path) -> list[int]:
+        """Per probe prompt, how many of ``probe_k`` samples of the policy in ``checkpoint`` are verified-correct; with
+        ``samples_dir``, the samples V needs are stored there."""
         npo = self.trainer.npo
-        probe = self._probe_set(probe_set)
+        probe = torch.load(probe_set, weights_only=False)
         if not probe:
-            return float("nan")
+            return []
         self.load_guide_checkpoint(checkpoint)
         payloads = [m.payload for m in probe]
         non_tensors = {key: _object_array([p[key] for p in payloads]) for key in payloads[0]}
         non_tensors["uid"] = new_uids(len(payloads))
         k = npo.auto.probe_k
         output = self.sample(DataProto.from_dict(non_tensors=non_tensors), k)
-        self.store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
-        acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(probe), k)
-        correct = (acc >= npo.guide_min_acc).sum(-1)
-        # every probe prompt was failed by the current policy (below the gate): Q is the candidate's pass@k there
-        return estimate_q([m.acc for m in probe], [k] * len(probe), correct, k=min(npo.q_k, k), fail_max_acc=1.0)
-
-    def _probe_set(self, path: Path) -> list:
-        """The probe prompts of this fork, drawn once from the mistake pool and frozen, so a resumed probe uses the
-        same prompts for every candidate."""
-        if not path.exists():
-            probe = self.trainer.auto.probe_set(seed=self.trainer.npo.auto.probe_seed)
-            atomic_torch_save(probe, path)
-        return torch.load(path, weights_only=False)
+        if samples_dir is not None:
+            self.store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
+        return [sum(ok for *_, ok in rows) for rows in _groups(self.verified_responses(output), k)]
 
 
-AUTO_STATE_FILE = "npo_auto.pt"
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
 GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
 
@@ -300,6 +289,11 @@ def generate_in_whole_chunks(rollout, batch: DataProto, num_workers: int) -> Dat
     ``_validate`` does, then drop the pad."""
     padded, pad_size = pad_dataproto_to_divisor(batch, num_workers)
     return unpad_dataproto(rollout.generate_sequences(padded), pad_size=pad_size)
+
+
+def _groups(rows: list, size: int) -> list[list]:
+    """Consecutive groups of ``size`` rows (a prompt's samples, as ``DataProto.repeat(interleave=True)`` lays them)."""
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 def new_uids(count: int) -> np.ndarray:

@@ -61,7 +61,7 @@ from npo_ext.signals import effective_signal, estimate_q
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.exgrpo.replay import ExperienceReplay
-from recipes.npo.fork_engine import AUTO_STATE_FILE, VerlForkEngine, generate_in_whole_chunks
+from recipes.npo.fork_engine import VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_batch_layout, check_image_budget, check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens, shaped_weight_mean
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
@@ -70,6 +70,7 @@ from recipes.npo.replay_loader import ReplayableDataLoader
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_STATE_FILE = "npo_state.json"
+AUTO_STATE_FILE = "npo_auto.pt"
 SOURCE_STATE_FILE = "guidance_source.json"
 COMPUTE_FILE = "compute.json"
 PHASE_CODES = {phase: float(i) for i, phase in enumerate(Phase)}
@@ -144,7 +145,7 @@ class RayNPOTrainer(RayPPOTrainer):
             self.npo.interventions if self.npo.enable else (),
             state_dir,
             auto=self.auto,
-            guided_window=self.npo.auto.guided_window,
+            q_k=self.npo.q_k,
         )
         self.compute_path = Path(state_dir) / COMPUTE_FILE
         resuming = self.config.trainer.resume_mode != "disable"
@@ -527,8 +528,7 @@ class RayNPOTrainer(RayPPOTrainer):
             if snapshot is not None:
                 step = self.fork_manager.state.intervention.at_step
                 print(f"NPO: resuming an in-flight fork ({self.fork_manager.phase.value}) from {snapshot}")
-                self.restore_folder(snapshot, step, what="fork snapshot")
-                self.load_auto_state(snapshot)
+                self.restore_folder(snapshot, step, what="fork snapshot")  # the manager restored the controller
                 return step
         result = super()._load_checkpoint()
         folder = self._resumed_folder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from npo_ext.auto import AutoController
 from npo_ext.auto_triggers import TriggerMonitor, slope
 from npo_ext.config import AutoConfig, Intervention, NPOConfig, NPOConfigError
 
@@ -93,3 +94,40 @@ def test_auto_options_are_validated_and_named(caplog) -> None:
         NPOConfig.from_dict({"mode": "automatic"})
     with pytest.raises(NPOConfigError, match="npo.q_k"):
         NPOConfig.from_dict({"q_k": 0})
+
+
+def test_auto_without_v_is_rejected_at_start_up() -> None:
+    with pytest.raises(NPOConfigError, match="npo.mode=auto picks Δ\\* by S = Q / V, so it needs V: set npo.v_samples"):
+        NPOConfig.from_dict({"mode": "auto", "v_samples": 0})
+    assert NPOConfig.from_dict({"v_samples": 0}).v_samples == 0, "manual NPO may run without V"
+
+
+def test_a_guided_window_that_can_never_fit_is_rejected_at_start_up() -> None:
+    config = NPOConfig.from_dict({"mode": "auto", "auto": {"guided_window": 8}})
+    config.check_against_run(rollout_n=4, total_steps=100, steps_per_epoch=8)
+    with pytest.raises(NPOConfigError, match="npo.auto.guided_window=8 cannot fit: the run has 100 steps and 6 per"):
+        config.check_against_run(rollout_n=4, total_steps=100, steps_per_epoch=6)
+    with pytest.raises(NPOConfigError, match="guided_window=8 cannot fit: the run has 8 steps"):
+        config.check_against_run(rollout_n=4, total_steps=8, steps_per_epoch=0)
+
+
+def _triggered(config: AutoConfig, total_steps: int, steps_per_epoch: int) -> AutoController:
+    return AutoController(config, 0.6, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+
+def test_candidates_whose_look_ahead_or_guided_window_would_cross_an_epoch_or_the_run_end_are_dropped() -> None:
+    at_zero = AutoConfig(bootstrap=True, delta_max=6, candidate_every=2, min_pool=0)
+    assert _triggered(at_zero, 100, 10).plan(0).candidate_deltas == (2, 4, 6)
+    assert _triggered(at_zero, 100, 5).plan(0).candidate_deltas == (2, 4), "Δ = 6 crosses the epoch at step 5"
+    assert _triggered(at_zero, 5, 0).plan(0).candidate_deltas == (2, 4), "Δ = 6 runs past the last step"
+    # a fixed guided window of 7 steps replays batches 1..7 of the fork's epoch: with 6 steps per epoch it never fits
+    # (the start-up check names this), with 8 per epoch it fits from step 0 but not from step 3
+    windowed = AutoConfig(bootstrap=True, delta_max=6, candidate_every=2, min_pool=0, guided_window=7)
+    assert _triggered(windowed, 100, 6).plan(0) is None
+    assert _triggered(windowed, 100, 8).plan(0).candidate_deltas == (2, 4, 6)
+    late = _triggered(windowed, 100, 8)
+    late.pool.update(0, [(f"p{i}", 0.0, None) for i in range(4)])
+    late.interventions_done = 1  # no bootstrap: a collapsed entropy triggers at step 3
+    for _ in range(late.config.window):
+        late.observe(0.0, 0.0)
+    assert late.monitor.decide(3, 1, None, 4) is not None and late.plan(3) is None

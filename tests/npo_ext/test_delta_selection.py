@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from npo_ext.delta_selection import Candidate, select_delta
+import pytest
+
+from npo_ext.delta_selection import Candidate, candidate_table, select_delta
 
 
 def test_argmax_of_q_over_v_not_of_q() -> None:
@@ -28,3 +30,18 @@ def test_undefined_candidates_are_skipped() -> None:
     assert select_delta([Candidate(10, nan, 1.0), Candidate(20, 0.3, 1.5)]).delta == 20
     assert select_delta([Candidate(10, 0.3, nan)]).delta is None
     assert select_delta([]).delta is None
+
+
+def test_candidate_table_measures_q_only_on_the_prompts_theta_t_fails():
+    # 4 prompts, k = 4: θ_T solves prompt 0 once (so it does not fail it) and fails prompts 1..3 (0 of 4)
+    anchor = [1, 0, 0, 0]
+    candidates = {20: [4, 4, 0, 0], 10: [4, 0, 0, 0]}
+    rows = candidate_table(anchor, 4, candidates, {10: 1.5, 20: 2.0}, q_k=4)
+    assert [r.delta for r in rows] == [10, 20]
+    assert rows[0].q == 0.0, "solving a prompt θ_T already solves is not counted"
+    assert rows[1].q == pytest.approx(1 / 3) and rows[1].v == 2.0
+    # pass@min(q_k, k): one correct of 4 samples is pass@1 = 1/4
+    assert candidate_table([0], 4, {5: [1]}, {5: 1.0}, q_k=1)[0].q == pytest.approx(0.25)
+    assert math.isnan(candidate_table([2], 4, {5: [4]}, {5: 1.0}, q_k=4)[0].q), "no failed prompt: Q undefined"
+    with pytest.raises(ValueError, match="delta=5 was probed on 2 prompts, θ_T on 1"):
+        candidate_table([0], 4, {5: [1, 1]}, {5: 1.0}, q_k=1)

@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+import npo_ext.fork as fork_module
 from npo_ext.auto import AutoController
 from npo_ext.config import AutoConfig, Intervention
-from npo_ext.fork import ForkInterrupted, ForkManager, Phase
+from npo_ext.fork import ANCHOR, ForkInterrupted, ForkManager, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
 from npo_ext.persist import NPOStateError
 
@@ -30,8 +32,24 @@ def batch_at(position):
     return f"b{position}"
 
 
+PROMPTS_PER_BATCH = 10
+
+
+def batch_prompts(position):
+    """The toy's on-policy group accuracies of a batch's prompts: j/20 for prompt j, all below the 0.6 gate."""
+    return [(f"p{position}_{j}", j / 20, f"payload {position}/{j}") for j in range(PROMPTS_PER_BATCH)]
+
+
+def batch_reward(position):
+    return 0.1 * (position % 3)
+
+
+def batch_entropy(position):
+    return 1.0 / (1 + position)
+
+
 class ToyTrainer:
-    """One process lifetime of a toy training run."""
+    """One process lifetime of a toy training run; with ``auto``, it feeds the controller as the verl trainer does."""
 
     def __init__(self, root: Path, kill=None, auto: AutoController | None = None, should_stop=None):
         self.root = root
@@ -39,7 +57,7 @@ class ToyTrainer:
         self.ckpt = root / "ckpt"
         self.kill = kill or (lambda event, trainer: False)
         self.auto = auto
-        self.manager = ForkManager(() if auto else SCHEDULE, root / "npo", auto=auto)
+        self.manager = ForkManager(() if auto else SCHEDULE, root / "npo", auto=auto, q_k=1)
         self.weights: list[tuple[str, str | None]] = []
         self.position = 0
         self.completed = 0
@@ -52,15 +70,11 @@ class ToyTrainer:
         (directory / "actor" / "weights.json").write_text(json.dumps(self.weights))
         if with_data:
             (directory / "data.pt").write_text(json.dumps({"position": self.position}))
-            if self.auto:
-                (directory / "auto.json").write_text(json.dumps(self.auto.state_dict()))
 
     def _read(self, directory: Path, with_data=True):
         self.weights = [tuple(w) for w in json.loads((directory / "actor" / "weights.json").read_text())]
         if with_data:
             self.position = json.loads((directory / "data.pt").read_text())["position"]
-            if self.auto:
-                self.auto.load_state_dict(json.loads((directory / "auto.json").read_text()))
 
     def save_snapshot(self, directory, step):
         self._write(directory)
@@ -84,8 +98,10 @@ class ToyTrainer:
             samples = [GuideSample((guide_policy, start + i), 1.0, guide_step)] if (start + i) % 2 else []
             yield i, {key: PromptGuides(4, len(samples), samples)}
 
-    # the toy's Q and V of a candidate guide θ_{T+Δ}: S = Q / V peaks at Δ = 2
-    TOY_Q = {1: 0.2, 2: 0.6, 3: 0.7}
+    # the toy's probe: θ_T solves the probe prompts numbered 8 and 9 of their batch and fails the rest; a candidate
+    # θ_{T+Δ} solves those two and the failed ones numbered below SOLVES[Δ], so Q(Δ) = SOLVES[Δ] / 8 when the probe
+    # set holds one whole batch; with V below, S = Q / V peaks at Δ = 2
+    SOLVES = {1: 2, 2: 5, 3: 6}
 
     def probe_candidate(self, checkpoint, samples_dir, probe_set):
         self._read(checkpoint, with_data=False)
@@ -93,9 +109,16 @@ class ToyTrainer:
         if self.kill(("probe", delta), self):
             raise Killed
         self.probed.append(delta)
-        samples_dir.mkdir(parents=True, exist_ok=True)
-        (samples_dir / "batch_0.json").write_text(json.dumps({"policy": len(self.weights)}))
-        return self.TOY_Q[delta]
+        if samples_dir is not None:
+            samples_dir.mkdir(parents=True, exist_ok=True)
+            (samples_dir / "batch_0.json").write_text(json.dumps({"policy": len(self.weights)}))
+        counts = []
+        for mistake in torch.load(probe_set, weights_only=False):
+            j = int(mistake.key.split("_")[1])
+            solved_by_anchor = j >= 8
+            solved = solved_by_anchor or (delta != ANCHOR and j < self.SOLVES[delta])
+            counts.append(self.auto.config.probe_k if solved else 0)
+        return counts
 
     def variance_cost(self, samples_dir):
         """1 + 0.1 * (steps between the sampling policy and the current one)²."""
@@ -109,14 +132,18 @@ class ToyTrainer:
         self._read(snapshot)
         self.completed = step
 
-    def on_guided_start(self):
+    def after_rollback(self):
         self.save_real_checkpoint()
+        if self.kill(("after_rollback", self.completed), self):
+            raise Killed
 
     # --- the training loop ---
     def save_real_checkpoint(self):
         folder = self.ckpt / f"global_step_{self.completed}"
         self._write(folder)
         (folder / "npo_state.json").write_text(json.dumps(self.manager.checkpoint_state()))
+        if self.auto:
+            torch.save(self.auto.state_dict(), folder / "auto.pt")
         (self.ckpt / "latest").write_text(str(self.completed))
 
     def resume(self):
@@ -131,6 +158,8 @@ class ToyTrainer:
             folder = self.ckpt / f"global_step_{self.completed}"
             self._read(folder)
             self.manager.adopt_checkpoint_state(json.loads((folder / "npo_state.json").read_text()), folder)
+            if self.auto:
+                self.auto.load_state_dict(torch.load(folder / "auto.pt", weights_only=False))
         else:
             self.manager.adopt_checkpoint_state(None, self.ckpt)
 
@@ -142,11 +171,18 @@ class ToyTrainer:
             if self.kill(("step", phase, self.completed), self):
                 raise Killed
             key = batch_at(self.position)
+            lookahead = phase == Phase.LOOKAHEAD
+            # as the verl trainer: the pool sees what the current policy generated (kept steps, and the first
+            # look-ahead step, which θ_T generates); the trigger sees kept steps only
+            if self.auto and (not lookahead or self.completed == self.manager.state.intervention.at_step):
+                self.auto.observe_prompts(self.completed + 1, batch_prompts(self.position))
+            if self.auto and not lookahead:
+                self.auto.observe(batch_reward(self.position), batch_entropy(self.position))
             self.position += 1
             guides = self.manager.pool.guides(key) if phase == Phase.GUIDED else []
             self.weights.append((key, json.dumps(guides[0].response_ids) if guides else None))
             self.completed += 1
-            if phase == Phase.LOOKAHEAD:
+            if lookahead:
                 self.lookahead_steps += 1
             elif self.completed % SAVE_FREQ == 0:
                 self.save_real_checkpoint()
@@ -252,12 +288,12 @@ def test_a_stop_request_inside_a_collection_stops_after_the_persisted_batch_and_
 
 def test_a_stop_request_between_probes_stops_after_the_persisted_candidate_and_resumes_there(tmp_path, auto_reference):
     expected, _ = auto_reference
-    stopped = stop_when(lambda t: t.probed == [1])(tmp_path, auto=auto_controller())
+    stopped = stop_when(lambda t: t.probed == [0, 1])(tmp_path, auto=auto_controller())
     with pytest.raises(ForkInterrupted, match=r"probe: 1 of 3 candidates probed"):
         stopped.run()
     resumed = ToyTrainer(tmp_path, auto=auto_controller())
     assert resumed.run() == expected
-    assert resumed.probed == [2, 3], "the resumed fork probes only what was left"
+    assert resumed.probed[:2] == [2, 3], "the resumed fork probes only what was left"
 
 
 def test_a_stop_request_after_the_last_window_batch_waits_for_the_step_boundary(tmp_path, reference):
@@ -331,11 +367,24 @@ def test_rollback_measures_v_of_the_window_guides_under_the_restored_policy(refe
     assert not list((trainer.root / "npo").glob("fork_*/samples")), "V samples are deleted after the rollback"
 
 
-# --- AutoNPO: a bootstrap fork at step 0, candidates at Δ = 1, 2, 3, Δ* = 2 by S = Q / V ---------------------------
+# --- AutoNPO: a bootstrap fork at step 0 and a reward-stagnation fork at step 4, candidates Δ = 1, 2, 3 each time,
+# Δ* = 2 by S = Q / V; the controller sees every kept step's reward, entropy and prompts ----------------------------
 
 
-def auto_controller() -> AutoController:
-    config = AutoConfig(bootstrap=True, max_interventions=1, delta_max=3, candidate_every=1, min_pool=0)
+def auto_controller(**overrides) -> AutoController:
+    settings = dict(
+        bootstrap=True,
+        max_interventions=2,
+        delta_max=3,
+        candidate_every=1,
+        min_pool=0,
+        window=2,
+        cooldown=2,
+        reward_slope_min=0.05,
+        entropy_drop=1.0,
+        entropy_floor=0.0,
+    )
+    config = AutoConfig(**{**settings, **overrides})
     return AutoController(config, gate=0.6, total_steps=TOTAL_STEPS, steps_per_epoch=0)
 
 
@@ -345,25 +394,29 @@ def auto_reference(tmp_path_factory):
     return trainer.run(), trainer
 
 
-def test_auto_probes_every_candidate_and_guides_with_the_argmax_of_s(auto_reference):
+def test_auto_probes_theta_t_and_every_candidate_and_guides_with_the_argmax_of_s(auto_reference):
     weights, trainer = auto_reference
-    assert trainer.probed == [1, 2, 3]
-    assert trainer.lookahead_steps == 3
-    # Δ* = 2: the window is 2 steps, its guides written by θ_2 (the policy after 0 + 2 steps)
+    assert trainer.probed == [0, 1, 2, 3] * 2, "θ_T first, then each candidate, at both forks"
+    assert trainer.lookahead_steps == 6
+    # Δ* = 2 both times: windows of 2 steps, guides written by θ_{T+2}; the second fork comes at the end of the first
+    # window's cooldown, from reward stagnation
     guided = [i for i, (_, guide) in enumerate(weights) if guide is not None]
-    assert guided == [1]
-    assert json.loads(weights[1][1]) == [2, 1]
+    assert guided == [1, 5]
+    assert json.loads(weights[1][1]) == [2, 1] and json.loads(weights[5][1]) == [6, 5]
     assert [key for key, _ in weights] == [batch_at(i) for i in range(TOTAL_STEPS)]
-    fork = trainer.root / "npo" / "fork_000000"
-    assert not list(fork.glob("candidate_*")) and not list(fork.glob("probe*")), "candidates deleted at SELECT"
-    assert trainer.auto.interventions_done == 1 and trainer.auto.last_window_end == 2
+    for fork in (trainer.root / "npo").glob("fork_*"):
+        leftovers = [*fork.glob("candidate_*"), *fork.glob("probe*"), *fork.glob("controller_*")]
+        assert not leftovers, "candidates, probes and controller copies are deleted"
+    assert trainer.auto.interventions_done == 2 and trainer.auto.last_window_end == 6
+    assert len(trainer.auto.pool) > PROMPTS_PER_BATCH
 
 
-def test_auto_select_reports_every_candidate(tmp_path):
-    trainer = ToyTrainer(tmp_path, auto=auto_controller())
+def test_auto_select_measures_q_on_the_probe_prompts_theta_t_fails(tmp_path):
+    trainer = ToyTrainer(tmp_path, auto=auto_controller(max_interventions=1))
     trainer.resume()
     metrics = trainer.manager.advance(0, trainer)
     assert metrics["npo/auto/trigger/bootstrap"] == 0.0 and metrics["npo/event/fork"] == 1.0
+    trainer.auto.observe_prompts(1, batch_prompts(0))  # the first look-ahead step, generated by θ_0
     for step in (1, 2):
         trainer.completed = trainer.position = step
         trainer.weights.append((batch_at(step - 1), None))
@@ -372,45 +425,148 @@ def test_auto_select_reports_every_candidate(tmp_path):
     trainer.completed = trainer.position = 3
     trainer.weights.append((batch_at(2), None))
     done = trainer.manager.advance(3, trainer)
+    # 10 probe prompts, θ_0 solves 2: Q is measured on the other 8 (counting all 10 would give 0.7 at Δ = 2)
+    assert done["npo/auto/probe_prompts_failed"] == 8.0
+    assert done["npo/auto/candidate_2/q"] == 5 / 8 and done["npo/auto/candidate_2/v"] == pytest.approx(1.4)
+    assert done["npo/auto/candidate_3/s"] == pytest.approx(0.75 / 1.9)
     assert done["npo/auto/delta_star"] == 2.0
-    assert done["npo/auto/candidate_2/q"] == 0.6 and done["npo/auto/candidate_2/v"] == pytest.approx(1.4)
-    assert done["npo/auto/candidate_3/s"] == pytest.approx(0.7 / 1.9)
     assert done["npo/signal/v"] == pytest.approx(1.4) and done["npo/event/rollback"] == 1.0
     assert trainer.manager.phase == Phase.GUIDED and trainer.manager.state.intervention == Intervention(0, 2, 2)
 
 
+def kill_in_select(monkeypatch, moment):
+    """Kill the run inside SELECT: right after its decision is persisted, or after Δ*'s weights were moved to the
+    guide folder but before the other candidates are deleted (the gap that once made every later resume fail)."""
+    fired = []
+    persist = ForkManager._persist
+
+    def persist_then_kill(self, state):
+        persist(self, state)
+        if moment == "decided" and not fired and state.phase == Phase.SELECT and state.chosen is not None:
+            fired.append(moment)
+            raise Killed
+
+    rmtree = fork_module.shutil.rmtree
+
+    def rmtree_or_kill(path, *args, **kwargs):
+        if moment == "moved" and not fired and Path(path).name.startswith("candidate_"):
+            fired.append(moment)
+            raise Killed
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(ForkManager, "_persist", persist_then_kill)
+    monkeypatch.setattr(fork_module.shutil, "rmtree", rmtree_or_kill)
+    return fired
+
+
 AUTO_KILL_POINTS = {
+    "idle_between_forks": lambda e, t: e == ("step", Phase.IDLE, 3),
     "lookahead": lambda e, t: e == ("step", Phase.LOOKAHEAD, 2),
+    "probe_theta_t": lambda e, t: e == ("probe", 0),
     "probe_second_candidate": lambda e, t: e == ("probe", 2),
     "probe_last_candidate": lambda e, t: e == ("probe", 3),
     "collect": lambda e, t: e == ("collect", 1),
     "rollback": lambda e, t: e == ("rollback", 0),
+    "after_rollback": lambda e, t: e == ("after_rollback", 0),
     "guided": lambda e, t: e == ("step", Phase.GUIDED, 1),
-    "after": lambda e, t: e == ("step", Phase.IDLE, 5),
+    "second_probe": lambda e, t: e == ("probe", 1) and t.manager.state.intervention.at_step == 4,
+    "second_guided": lambda e, t: e == ("step", Phase.GUIDED, 5),
+    "after": lambda e, t: e == ("step", Phase.IDLE, 9),
 }
 
 
+def assert_same_run(resumed: ToyTrainer, reference: ToyTrainer, expected_weights) -> None:
+    assert resumed.weights == expected_weights, "no kept step lost, repeated or guided differently"
+    assert resumed.auto.state_dict() == reference.auto.state_dict(), "the controller and its pool match"
+
+
 @pytest.mark.parametrize("kill_point", sorted(AUTO_KILL_POINTS))
-def test_auto_killed_in_any_phase_resumes_to_the_same_model(tmp_path, auto_reference, kill_point):
-    expected, _ = auto_reference
+def test_auto_killed_in_any_phase_resumes_to_the_same_model_and_controller(tmp_path, auto_reference, kill_point):
+    expected, reference = auto_reference
     kill, fired = kill_once(AUTO_KILL_POINTS[kill_point])
     with pytest.raises(Killed):
         ToyTrainer(tmp_path, kill=kill, auto=auto_controller()).run()
     assert fired
     resumed = ToyTrainer(tmp_path, auto=auto_controller())
-    assert resumed.run() == expected
+    resumed.run()
+    assert_same_run(resumed, reference, expected)
     if kill_point == "probe_last_candidate":
-        assert resumed.probed == [3], "a resumed probe skips the candidates already probed"
+        assert resumed.probed == [3, 0, 1, 2, 3], "a resumed probe skips the policies already probed"
+
+
+@pytest.mark.parametrize("moment", ["decided", "moved"])
+def test_auto_killed_inside_select_resumes_to_the_same_model_and_controller(
+    tmp_path, auto_reference, monkeypatch, moment
+):
+    expected, reference = auto_reference
+    fired = kill_in_select(monkeypatch, moment)
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, auto=auto_controller()).run()
+    assert fired == [moment]
+    state = json.loads((tmp_path / "npo" / "state.json").read_text())
+    assert (state["phase"], state["chosen"]) == ("select", 2)
+    resumed = ToyTrainer(tmp_path, auto=auto_controller())
+    resumed.run()
+    assert_same_run(resumed, reference, expected)
+    assert resumed.probed[:4] == [0, 1, 2, 3] and len(resumed.probed) == 4, "the first fork is not probed again"
+
+
+def test_a_killed_run_whose_controller_is_not_restored_differs(tmp_path, auto_reference, monkeypatch):
+    """The comparison above can fail: with the controller's restore disabled, a run killed in a fork ends elsewhere."""
+    _, reference = auto_reference
+    kill, _ = kill_once(AUTO_KILL_POINTS["probe_second_candidate"])
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, kill=kill, auto=auto_controller()).run()
+    monkeypatch.setattr(AutoController, "load_state_dict", lambda self, state: None)
+    resumed = ToyTrainer(tmp_path, auto=auto_controller())
+    resumed.run()
+    assert resumed.auto.state_dict() != reference.auto.state_dict()
+
+
+class Hopeless(ToyTrainer):
+    SOLVES = {1: 0, 2: 0, 3: 0}
 
 
 def test_auto_without_a_useful_candidate_rolls_back_and_runs_on(tmp_path):
-    class Hopeless(ToyTrainer):
-        TOY_Q = {1: 0.0, 2: 0.0, 3: 0.0}
-
-    trainer = Hopeless(tmp_path, auto=auto_controller())
+    trainer = Hopeless(tmp_path, auto=auto_controller(max_interventions=1))
     weights = trainer.run()
     assert [key for key, _ in weights] == [batch_at(i) for i in range(TOTAL_STEPS)]
     assert all(guide is None for _, guide in weights)
     assert trainer.lookahead_steps == 3 and trainer.manager.phase == Phase.IDLE
     assert trainer.auto.last_window_end == 0, "the cooldown runs from the fork"
     assert not list((tmp_path / "npo").glob("fork_*/snapshot"))
+
+
+def test_a_fork_without_a_usable_delta_keeps_the_controllers_count_across_a_kill(tmp_path, tmp_path_factory):
+    reference = Hopeless(tmp_path_factory.mktemp("hopeless"), auto=auto_controller(max_interventions=1))
+    expected = reference.run()
+    kill, fired = kill_once(lambda e, t: e == ("after_rollback", 0))
+    with pytest.raises(Killed):
+        Hopeless(tmp_path, kill=kill, auto=auto_controller(max_interventions=1)).run()
+    resumed = Hopeless(tmp_path, auto=auto_controller(max_interventions=1))
+    resumed.run()
+    assert_same_run(resumed, reference, expected)
+    assert resumed.lookahead_steps == 0 and resumed.probed == [], "the fork is not run again"
+    assert (resumed.auto.interventions_done, resumed.auto.last_window_end) == (1, 0)
+
+
+def test_a_kill_before_the_probe_phase_is_persisted_resumes_with_the_probe_set(tmp_path, auto_reference, monkeypatch):
+    """The probe set and the controller after the look-ahead are written before the phase says PROBE."""
+    expected, reference = auto_reference
+    fired = []
+    persist = ForkManager._persist
+
+    def kill_before_probe(self, state):
+        if not fired and state.phase == Phase.PROBE and not state.probed:
+            assert self.probe_set_path(state.intervention).is_file()
+            fired.append(state)
+            raise Killed
+        persist(self, state)
+
+    monkeypatch.setattr(ForkManager, "_persist", kill_before_probe)
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, auto=auto_controller()).run()
+    monkeypatch.setattr(ForkManager, "_persist", persist)
+    resumed = ToyTrainer(tmp_path, auto=auto_controller())
+    resumed.run()
+    assert_same_run(resumed, reference, expected)
