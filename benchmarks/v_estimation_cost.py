@@ -1,14 +1,15 @@
 """What V costs per guide token at the paper's scale: the top-k estimator vs holding full-vocabulary distributions.
 
-    python benchmarks/v_estimation_cost.py [--tokens 4096] [--vocab 151936] [--k 16] [--repeats 3]
+    python benchmarks/v_estimation_cost.py [--tokens 4096] [--vocab 151936] [--k 16] [--draws 16] [--repeats 3]
 
 Both methods start from the same two bf16 logit tensors ``(tokens, vocab)`` (one response's logits under the guide
 and under the current policy, as verl's forward produces them) and end with V:
 
 * ``full``: the exact Σ_v π_cur² / π_guide with the guide's whole distribution kept per token (what V costs
   without the top-k reduction), computed 64 positions at a time like the top-k path;
-* ``topk`` (what the trainer runs, ``npo_ext.topk`` + ``npo_ext.signals``): the guide's top-k ids and log-probs,
-  the current policy's log-probs on those ids, tail lumped; positions processed 64 at a time.
+* ``topk`` (what the trainer runs, ``npo_ext.topk`` + ``npo_ext.signals``): the guide's top-k ids and log-probs, its
+  tail mass and tail draws, the current policy's log-probs on those ids and its own tail mass; positions processed
+  64 at a time.
 
 Each method runs in its own process, once to warm up and then timed; its peak memory is the rise of the process's
 peak RSS above the resident logits (the peak is reset before each run; glibc is told to map every block of 64 KiB or
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from npo_ext.signals import chi2_second_moment_topk
-from npo_ext.topk import DEFAULT_CHUNK, log_probs_at, topk_log_probs
+from npo_ext.signals import TopKScores, chi2_second_moment_topk
+from npo_ext.topk import DEFAULT_CHUNK, guide_topk, log_probs_at
 
 ROOT = Path(__file__).resolve().parents[1]
 FILL_CHUNK = 256
@@ -74,19 +75,23 @@ def full_v(guide: torch.Tensor, current: torch.Tensor) -> int:
     return guide_lp.element_size() * guide_lp.shape[-1]
 
 
-def topk_v(guide: torch.Tensor, current: torch.Tensor, k: int) -> int:
+def topk_v(guide: torch.Tensor, current: torch.Tensor, k: int, draws: int) -> int:
     """The trainer's top-k V; returns the bytes kept per token."""
-    ids, guide_lp = topk_log_probs(guide, k)  # what is kept per token: k int64 ids + k float32 log-probs
-    kept = (ids.element_size() + guide_lp.element_size()) * k
-    current_lp = log_probs_at(current, ids)
-    assert math.isfinite(chi2_second_moment_topk(current_lp, guide_lp))
-    return kept
+    kept = guide_topk(guide, k, draws)  # kept per token: k + draws int64 ids and float32 log-probs, one float32 tail
+    ids = torch.cat([kept.ids, kept.draw_ids], -1)
+    kept_bytes = (ids.element_size() + kept.log_probs.element_size()) * ids.shape[-1] + kept.tail.element_size()
+    values, tail = log_probs_at(current, ids, exclude=k)
+    cur = TopKScores(values[:, :k], values[:, k:], tail)
+    assert math.isfinite(chi2_second_moment_topk(cur, TopKScores(kept.log_probs, kept.draw_log_probs, kept.tail)))
+    return kept_bytes
 
 
-def measure(method: str, tokens: int, vocab: int, k: int, repeats: int, queue: multiprocessing.Queue) -> None:
+def measure(
+    method: str, tokens: int, vocab: int, k: int, draws: int, repeats: int, queue: multiprocessing.Queue
+) -> None:
     """Child process: build the logits, then time the method and record its peak memory above them."""
     guide, current = random_logits(tokens, vocab, 0), random_logits(tokens, vocab, 1)
-    method_fn = full_v if method == "full" else partial(topk_v, k=k)
+    method_fn = full_v if method == "full" else partial(topk_v, k=k, draws=draws)
     method_fn(guide, current)  # warm-up: lazy library set-up is not the method's
     seconds, peaks = [], []
     for _ in range(repeats):
@@ -105,7 +110,8 @@ def run(method: str, args: argparse.Namespace) -> dict:
     os.environ.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=measure, args=(method, args.tokens, args.vocab, args.k, args.repeats, queue))
+    shape = (args.tokens, args.vocab, args.k, args.draws, args.repeats)
+    child = context.Process(target=measure, args=(method, *shape, queue))
     child.start()
     result = queue.get()
     child.join()
@@ -119,6 +125,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=4096, help="guide tokens (one response of the paper's length)")
     parser.add_argument("--vocab", type=int, default=151936, help="vocabulary (Qwen3-VL's)")
     parser.add_argument("--k", type=int, default=16, help="top-k kept per token (npo.v_topk)")
+    parser.add_argument("--draws", type=int, default=16, help="tail draws kept per token (npo.v_tail_draws)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method; the fastest is reported")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_v" / "results.json")
     args = parser.parse_args()

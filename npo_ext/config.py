@@ -137,9 +137,11 @@ class NPOConfig:
     # `guide_n` does not move it as long as it is >= q_k.
     q_k: int = 4
     # Our choice: V is measured on up to `v_samples` sampled guide responses per intervention (correct or not), from
-    # the guide's top-`v_topk` log-probs per token and the tail lumped (`npo_ext.signals.chi2_second_moment_topk`).
+    # the guide's top-`v_topk` log-probs per token, exact there, and `v_tail_draws` ids drawn from the rest of its
+    # distribution for an unbiased tail (`npo_ext.signals.chi2_topk_terms`).
     v_samples: int = 64
     v_topk: int = 16
+    v_tail_draws: int = 16
     # Non-tensor fields whose values, joined, identify a prompt across steps (verl's RLHFDataset copies
     # extra_info.index into `index`). With the data source in the key, datasets that each number from 0 don't collide.
     prompt_key: tuple[str, ...] = ("data_source", "index")
@@ -171,7 +173,7 @@ class NPOConfig:
             raise NPOConfigError(f"npo.mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "auto" and self.interventions:
             raise NPOConfigError("npo.mode=auto decides its own interventions: leave npo.interventions empty")
-        for name in ("q_k", "v_topk"):
+        for name in ("q_k", "v_topk", "v_tail_draws"):
             if getattr(self, name) < 1:
                 raise NPOConfigError(f"npo.{name} must be >= 1, got {getattr(self, name)}")
         if self.v_samples < 0:

@@ -29,11 +29,16 @@ class GuideSample:
 
 @dataclass
 class PromptGuides:
-    """What the guide did on one prompt: how many samples, how many verified-correct, and the kept ones."""
+    """What the guide did on one prompt: how many samples, how many verified-correct, and the kept ones.
+
+    ``q_unbiased``: the counts come from one fixed-size draw of the guide θ_{T+Δ} itself, so pass@k over them
+    estimates its Q without bias. False for a guide taken from the look-ahead (its counts are θ_{T+i}'s).
+    """
 
     num_samples: int
     num_correct: int
     samples: list[GuideSample] = field(default_factory=list)
+    q_unbiased: bool = True
 
 
 def select_guides(candidates: Sequence[Sequence[int]], policy: str, limit: int) -> list[int]:
@@ -114,7 +119,8 @@ class GuidePool:
             try:
                 for key, raw in payload.items():
                     samples = [sample_from_json(s) for s in raw["samples"]]
-                    pool.add(key, PromptGuides(int(raw["num_samples"]), int(raw["num_correct"]), samples))
+                    counts = int(raw["num_samples"]), int(raw["num_correct"])
+                    pool.add(key, PromptGuides(*counts, samples, bool(raw.get("q_unbiased", True))))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise NPOStateError(f"guide pool batch {i} has an unexpected layout ({e!r}): {path}") from e
         return pool

@@ -83,7 +83,8 @@ def plan_collection(
     for position, key in enumerate(keys):
         group = None if seen is None else seen.get(key)
         if group is not None and reuse_lookahead and group.correct:
-            reused[key] = PromptGuides(group.num_samples, len(group.correct), list(group.correct[:max_guides]))
+            kept = list(group.correct[:max_guides])
+            reused[key] = PromptGuides(group.num_samples, len(group.correct), kept, q_unbiased=False)
         elif group is not None and skip_expected_passes and group.accuracy >= gate:
             skipped.append(key)
         else:

@@ -12,9 +12,14 @@ under the current policy; its exact V formula is not public. Choices made here (
   over guide tokens. It is the Rao-Blackwellised form of the sampled E[w²] (same expectation, no sampling noise).
 * **Measure V on unfiltered guide samples.** Restricting to verified-correct samples keeps tokens the future policy
   up-weighted (w < 1) and biases V low; on a controllable toy this hid the interior optimum of S(Δ).
-* **Top-k.** With only the top-k of each distribution (e.g. vLLM logprobs), the sum is exact on the k ids and the
-  rest is lumped: tail_cur² / tail_guide. By Cauchy-Schwarz this is a lower bound of the true tail, exact when the
-  two tails are proportional, and the estimate tends to the full value as k grows.
+* **V from top-k and tail draws (what the trainer runs).** With only part of each distribution at hand (the guide's
+  is computed when it samples, the current policy's after the rollback), the sum is split at the guide's top-k ids
+  K: exact on K; the rest, T = Σ_{v∉K} π_cur²/π_guide, is the lumped value L = tail_cur² / tail_guide (exact tail
+  masses, a Cauchy-Schwarz lower bound of T, exact when the tails are proportional) plus an unbiased correction from
+  m ids drawn from the guide's tail: tail_guide · mean_j (w_j² − r²), w_j = π_cur/π_guide at draw j, r = tail_cur /
+  tail_guide. The estimate is unbiased for the full V; its exact lower bound (head + L, always >= 1) caps it from
+  below, which can only move it towards the true value. Measured against the full-vocabulary V on close, far,
+  sharpened and peaked guides: README "Signals" (``benchmarks/v_estimator_accuracy.py``).
 * The literal sampled-token variants (E[w²] and Var[w] of the sampled tokens' ratios) are kept as options.
 """
 
@@ -22,11 +27,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-TAIL_EPS = 1e-6  # float32 log-probs summed over the top k are accurate to about this
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -83,19 +87,50 @@ def chi2_second_moment(
     return _masked_token_mean(per_token, mask)
 
 
-def chi2_second_moment_topk(
-    cur_logprobs_k: torch.Tensor, guide_logprobs_k: torch.Tensor, mask: torch.Tensor | None = None
-) -> float:
-    """Top-k V: both policies' log-probs on the same k token ids ``(..., k)``, tail lumped (a lower bound)."""
-    cur = cur_logprobs_k.double()
-    guide = guide_logprobs_k.double()
-    head = torch.exp(2.0 * cur - guide).sum(-1)
-    cur_tail = (1.0 - cur.exp().sum(-1)).clamp_min(0.0)
-    guide_tail = 1.0 - guide.exp().sum(-1)
-    # A tail within float32 rounding of the summed head is empty: lumping rounding noise would divide by ~0.
-    lumped = torch.where(guide_tail > TAIL_EPS, cur_tail.square() / guide_tail.clamp_min(TAIL_EPS), 0.0)
-    per_token = head + lumped
-    return _masked_token_mean(per_token, mask)
+@dataclass(frozen=True)
+class TopKScores:
+    """One policy's log-probs at the positions of guide samples: on the guide's top-k ids ``(..., k)``, on the ids
+    drawn from the guide's tail ``(..., m)``, and its log-mass outside the guide's top-k ids ``(...)``."""
+
+    topk: torch.Tensor
+    draws: torch.Tensor
+    tail: torch.Tensor
+
+
+def chi2_topk_terms(cur: TopKScores, guide: TopKScores) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token: an unbiased estimate of Σ_v π_cur(v)² / π_guide(v), and its exact lower bound (>= 1)."""
+    head = torch.exp(2.0 * cur.topk.double() - guide.topk.double()).sum(-1)
+    log_ratio = cur.tail.double() - guide.tail.double()
+    bound = (head + torch.exp(2.0 * log_ratio + guide.tail.double())).clamp_min(1.0)
+    w_sq = torch.exp(2.0 * (cur.draws.double() - guide.draws.double()))
+    correction = guide.tail.double().exp() * (w_sq - torch.exp(2.0 * log_ratio).unsqueeze(-1)).mean(-1)
+    return bound + correction, bound
+
+
+class Chi2TopK:
+    """Token-weighted V over several batches of guide samples: ``max(mean estimate, mean lower bound)``."""
+
+    def __init__(self) -> None:
+        self.estimate = self.bound = self.tokens = 0.0
+
+    def add(self, cur: TopKScores, guide: TopKScores, mask: torch.Tensor) -> None:
+        estimate, bound = chi2_topk_terms(cur, guide)
+        mask = mask.double()
+        self.estimate += float((estimate * mask).sum())
+        self.bound += float((bound * mask).sum())
+        self.tokens += float(mask.sum())
+
+    @property
+    def value(self) -> float:
+        """V; NaN without any token."""
+        return max(self.estimate, self.bound) / self.tokens if self.tokens else float("nan")
+
+
+def chi2_second_moment_topk(cur: TopKScores, guide: TopKScores, mask: torch.Tensor | None = None) -> float:
+    """Top-k V of one batch (see the module docstring)."""
+    total = Chi2TopK()
+    total.add(cur, guide, torch.ones(cur.tail.shape) if mask is None else mask)
+    return total.value
 
 
 def sampled_ratio_second_moment(

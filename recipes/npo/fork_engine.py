@@ -33,7 +33,7 @@ from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
 from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
-from npo_ext.signals import chi2_second_moment_topk
+from npo_ext.signals import Chi2TopK, TopKScores
 from recipes.npo.topk_forward import SEQUENCE_TENSORS, actor_log_probs_at, actor_topk
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ class VerlForkEngine:
         self, batch: DataProto, positions: list[int], guide_step: int, samples_path: Path, v_rows: int
     ) -> dict[int, PromptGuides]:
         """Sample the prompts at ``positions``: ``guide_n`` each, or in rounds of ``guide_round_n`` until a prompt has
-        ``max_guides_per_prompt`` verified-correct samples (early stopping)."""
+        ``max_guides_per_prompt`` verified-correct samples (early stopping). A prompt's counts (for Q) are those of
+        the first round: stopping at the first verified guide would bias a pass@k over all rounds upwards."""
         trainer, npo = self.trainer, self.trainer.npo
         per_round = npo.guide_round_n or npo.guide_n
         drawn: dict[int, list[tuple[tuple[int, ...], float, bool]]] = {p: [] for p in positions}
@@ -213,7 +214,8 @@ class VerlForkEngine:
             correct = [(ids, score) for ids, score, ok in rows if ok]
             keep = select_guides([ids for ids, _ in correct], npo.guide_select, npo.max_guides_per_prompt)
             samples = [GuideSample(correct[i][0], correct[i][1], guide_step) for i in keep]
-            entries[position] = PromptGuides(num_samples=len(rows), num_correct=len(correct), samples=samples)
+            first_round = rows[:per_round]
+            entries[position] = PromptGuides(len(first_round), sum(ok for *_, ok in first_round), samples)
         return entries
 
     def record_lookahead(self, prompts: DataProto, output: DataProto, batch_index: int) -> None:
@@ -234,7 +236,8 @@ class VerlForkEngine:
     # --- V: the guide's top-k now, the current policy's log-probs on those ids after the rollback --------------------
 
     def store_v_samples(self, output: DataProto, path: Path, rows: int) -> None:
-        """Keep the first ``rows`` sampled responses (correct or not) with the actor's top-k log-probs on them."""
+        """Keep the first ``rows`` sampled responses (correct or not) with what V needs of the actor's distribution at
+        each of their tokens (``npo_ext.topk.guide_topk``)."""
         if rows <= 0:
             return
         sample = output[: min(rows, len(output))]
@@ -242,23 +245,27 @@ class VerlForkEngine:
             batch_keys=list(SEQUENCE_TENSORS),
             non_tensor_batch_keys=[k for k in V_SAMPLE_NON_TENSORS if k in sample.non_tensor_batch],
         )
-        ids, log_probs = actor_topk(self.trainer, sample, self.trainer.npo.v_topk)
-        sample.batch[GUIDE_TOPK_IDS], sample.batch[GUIDE_TOPK_LOG_PROBS] = ids, log_probs
+        kept = actor_topk(self.trainer, sample, self.trainer.npo.v_topk, self.trainer.npo.v_tail_draws)
+        for key, field in GUIDE_FIELDS.items():
+            sample.batch[key] = getattr(kept, field)
         atomic_torch_save(sample, path)
 
     def variance_cost(self, samples_dir: Path) -> float:
         """Token-weighted V over every stored sample file, under the actor's current weights."""
         self._sleep_rollout()
-        weighted = tokens = 0.0
+        total = Chi2TopK()
         for path in sorted(samples_dir.glob("batch_*.pt")):
             sample = torch.load(path, weights_only=False)
-            current = actor_log_probs_at(self.trainer, sample, sample.batch[GUIDE_TOPK_IDS])
-            mask = sample.batch["response_mask"]
-            count = float(mask.sum())
-            if count:
-                weighted += chi2_second_moment_topk(current, sample.batch[GUIDE_TOPK_LOG_PROBS], mask) * count
-                tokens += count
-        return weighted / tokens if tokens else float("nan")
+            guide = {field: sample.batch[key] for key, field in GUIDE_FIELDS.items()}
+            k = guide["ids"].shape[-1]
+            ids = torch.cat([guide["ids"], guide["draw_ids"]], -1)
+            values, tail = actor_log_probs_at(self.trainer, sample, ids, exclude=k)
+            total.add(
+                TopKScores(values[..., :k], values[..., k:], tail),
+                TopKScores(guide["log_probs"], guide["draw_log_probs"], guide["tail"]),
+                sample.batch["response_mask"],
+            )
+        return total.value
 
     # --- AutoNPO probing ------------------------------------------------------------------------------------------
 
@@ -281,7 +288,7 @@ class VerlForkEngine:
 
 
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
-GUIDE_TOPK_IDS, GUIDE_TOPK_LOG_PROBS = "npo_guide_topk_ids", "npo_guide_topk_log_probs"
+GUIDE_FIELDS = {f"npo_guide_{name}": name for name in ("ids", "log_probs", "draw_ids", "draw_log_probs", "tail")}
 
 
 def generate_in_whole_chunks(rollout, batch: DataProto, num_workers: int) -> DataProto:

@@ -401,12 +401,13 @@ class RayNPOTrainer(RayPPOTrainer):
         return output
 
     def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:
-        """Empirical Q on this batch: of the prompts the current policy fails (0/n), the fraction the guide solved."""
+        """Empirical Q on this batch: of the prompts the current policy fails (0/n), the guide's pass@k, over the
+        prompts whose guide counts are an unbiased draw of θ_{T+Δ} (not those given a look-ahead response)."""
         n = self.config.actor_rollout_ref.rollout.n
         prompt_keys = keys[::n]
         entries = [self.fork_manager.pool.get(k) for k in prompt_keys]
         policy_acc = [float(sum(acc[i * n : (i + 1) * n])) / n for i in range(len(prompt_keys))]
-        seen = [i for i, e in enumerate(entries) if e is not None]
+        seen = [i for i, e in enumerate(entries) if e is not None and e.q_unbiased]
         if not seen:
             return {}
         k = min(self.npo.q_k, *(entries[i].num_samples for i in seen))

@@ -6,8 +6,8 @@
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
 * ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
-* ``npo_topk_forward``: the actor's per-token top-k log-probs (or its log-probs on given ids) for V, through verl's
-  own forward (``recipes.npo.topk_forward``).
+* ``npo_topk_forward``: what V needs of the actor's per-token distribution (top-k, tail draws and tail mass, or its
+  log-probs on given ids), through verl's own forward (``recipes.npo.topk_forward``).
 
 Its training loss is verl's ``ppo_loss`` behind :func:`recipes.npo.guided_loss.guided_ppo_loss`, which passes the
 batch's guide-token marks to the ``npo_guided`` policy loss when ``guidance.loss_shaping`` asks for it.
@@ -29,7 +29,7 @@ from verl.workers.utils.losses import ppo_loss
 
 from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
-from recipes.npo.topk_forward import GIVEN_IDS, TOPK_K, TopKCapture
+from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
 
 
 class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -58,7 +58,8 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def npo_topk_forward(self, data: TensorDict) -> TensorDict | None:
         """verl's log-prob forward with a per-token top-k capture in place of the loss (restored afterwards)."""
-        capture = TopKCapture(int(tu.get_non_tensor_data(data, TOPK_K, None)), GIVEN_IDS in data.keys())
+        k, draws = (int(tu.get_non_tensor_data(data, key, None)) for key in (TOPK_K, TOPK_DRAWS))
+        capture = TopKCapture(k, draws, GIVEN_IDS in data.keys())
         saved, self.actor.loss_fn = self.actor.loss_fn, capture
         try:
             output = self.actor.infer_batch(data)
@@ -102,7 +103,10 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
             self._generation_tokenizer = model_config.tokenizer
             self._generation_processor = model_config.processor
             auto_cls = AutoModelForImageTextToText if model_config.processor is not None else AutoModelForCausalLM
-            self._generation_model = auto_cls.from_config(model_config.hf_config)
+            # its random initialisation (overwritten below) must not draw from the RNG that checkpoints restore: a
+            # resumed process builds it after the restore, a continuing one long before, and both must sample alike
+            with torch.random.fork_rng(devices=[]):
+                self._generation_model = auto_cls.from_config(model_config.hf_config)
             self._suppressed_token_ids = _vision_token_ids(model_config.tokenizer)
         # every rank generates for its share of the batch, so every rank needs the whole model: with cpu_offload
         # torch hands the full state dict to rank 0 only (the others get an empty one)

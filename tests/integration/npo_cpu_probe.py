@@ -9,11 +9,12 @@ run with the .venv-vllm interpreter).
         [overrides]
 
 ``--die-at`` kills the run (exit 3) at ``lookahead:STEP`` / ``guided:STEP`` / ``idle:STEP`` (before that step's
-update), at ``collect:BATCH`` (before that window batch is sampled) or at ``probe:I`` (before AutoNPO probes its I-th
-candidate, counted from 0 in this process). Every step's ``npo/*`` metrics are recorded, and so is every probed
-candidate directory. ``--check-topk`` also compares, on the first training batch, the actor's log-probs of the
-sampled tokens from the top-k forward V uses with verl's own π_old, and scores every stored guide sample file under
-the weights that sampled it (V must then be 1). At every rollback the probe keeps copies of the
+update), at ``collect:BATCH`` (before that window batch is sampled), at ``probe:I`` (before AutoNPO probes its I-th
+policy, θ_T and then each candidate, counted from 0 in this process) or at ``select:0`` (right after AutoNPO's SELECT
+persisted its decision, before it moves the chosen weights). Every step's ``npo/*`` metrics are recorded, and so is
+every probed policy's directory. ``--check-topk`` also compares, on the first training batch, the actor's log-probs
+of the sampled tokens from the top-k forward V uses with verl's own π_old, and scores every stored guide sample file
+under the weights that sampled it (V must then be 1). At every rollback the probe keeps copies of the
 snapshot and the guide checkpoint and saves the restored actor next to them (``probe_rollback/``), for comparing
 optimizer, LR and RNG state. ``--stale-check`` also scores the first step after a rollback with the guide weights.
 """
@@ -43,6 +44,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer  # noqa: E402
 
 import recipes.npo  # noqa: E402
+from npo_ext.fork import Phase  # noqa: E402
 from npo_ext.injection import IS_GUIDE  # noqa: E402
 from recipes.npo.main_npo import NPOTaskRunner  # noqa: E402
 from recipes.npo.npo_ray_trainer import RayNPOTrainer  # noqa: E402
@@ -94,7 +96,7 @@ def topk_alignment(trainer: RayNPOTrainer, batch) -> float:
     while the top-k forward takes the log-softmax in float32; a shifted position would differ by tenths."""
     sequences = batch.select(batch_keys=["input_ids", "attention_mask", "position_ids", "prompts", "responses",
                                          "response_mask"])  # fmt: skip
-    given = actor_log_probs_at(trainer, sequences, batch.batch["responses"].unsqueeze(-1)).squeeze(-1)
+    given = actor_log_probs_at(trainer, sequences, batch.batch["responses"].unsqueeze(-1), exclude=1)[0].squeeze(-1)
     mask = batch.batch["response_mask"].bool()
     return float((given.exp() - batch.batch["old_log_probs"].exp()).abs()[mask].max())
 
@@ -188,7 +190,9 @@ def record_fork_engine(
         shutil.rmtree(kept, ignore_errors=True)
         manager = trainer.fork_manager
         shutil.copytree(snapshot / "actor", kept / "snapshot")
-        shutil.copytree(manager.guide_dir(manager.state.intervention) / "actor", kept / "guide")
+        guide = manager.guide_dir(manager.state.intervention) / "actor"
+        if guide.is_dir():  # AutoNPO without a usable Δ* rolls back with no guide
+            shutil.copytree(guide, kept / "guide")
         rollback(snapshot, step)
         trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(kept / "restored"), step)
         trainer.stale_check_pending = stale_check
@@ -218,6 +222,16 @@ def record_fork_engine(
         if check_topk and path.exists():  # the weights that sampled the guides score them: V = 1
             report.setdefault("self_v", []).append(engine.variance_cost(path.parent))
 
+    manager = trainer.fork_manager
+    persist = manager._persist
+
+    def recorded_persist(state):
+        persist(state)
+        if die_at == ("select", 0) and state.phase == Phase.SELECT and state.chosen is not None:
+            report["died_at"] = ["select", 0]
+            raise Killed(3)
+
+    manager._persist = recorded_persist
     engine.rollback = recorded_rollback
     engine._collect_batch = recorded_collect_batch
     engine.probe_candidate = recorded_probe_candidate

@@ -1,5 +1,6 @@
-"""AutoNPO through Ray, verl's real fit(), the FSDP2 actor on CPU and real generation: it triggers, probes at least two
-candidates, picks Δ* = argmax S, rolls back and injects; a run killed while probing resumes to the same schedule.
+"""AutoNPO through Ray, verl's real fit(), the FSDP2 actor on CPU and real generation: it triggers, probes θ_T and two
+candidates, picks Δ* = argmax S, rolls back and injects; one run killed in every phase in turn ends with the
+uninterrupted run's steps, controller and mistake pool.
 
 The demo's AutoNPO settings (recipes/npo/config/cpu_demo.yaml) bootstrap at step 0 with candidates Δ = 1 and 2.
 """
@@ -10,6 +11,7 @@ import re
 import sys
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +19,9 @@ OVERRIDES = [
     "npo.mode=auto",
     "npo.auto.max_interventions=1",
     "npo.guide_n=32",
-    "npo.auto.probe_k=16",  # 16 samples per probe prompt: a candidate that solves a prompt at all is seen (Q > 0)
+    "npo.auto.probe_k=4",
+    # verl seeds every worker's RNGs: the uninterrupted run and the killed one sample alike, so their controllers match
+    "actor_rollout_ref.actor.fsdp_config.full_determinism=true",
     "trainer.total_training_steps=5",
     "trainer.save_freq=2",
 ]
@@ -42,7 +46,7 @@ def test_bootstrap_probes_two_candidates_and_guides_with_the_argmax_of_s(auto_ru
     _, report, _ = auto_run
     metrics = merged(report)
     assert "npo/auto/trigger/bootstrap" in metrics
-    assert report["probed"][:2] == ["candidate_0001", "candidate_0002"]
+    assert report["probed"][:3] == ["snapshot", "candidate_0001", "candidate_0002"], "θ_T, then each candidate"
     table = {d: {k: metrics[f"npo/auto/candidate_{d}/{k}"] for k in "qvs"} for d in (1, 2)}
     for row in table.values():
         assert all(math.isfinite(x) for x in row.values()) and row["v"] > 0
@@ -83,16 +87,52 @@ def test_logger_steps_are_distinct_and_increasing(auto_run):
     assert steps == sorted(set(steps)) and len(steps) == 7, steps  # 5 kept + 2 look-ahead steps
 
 
-def test_killed_while_probing_resumes_without_reprobing(new_demo_dir, probe, tmp_path):
-    demo = new_demo_dir(tmp_path)
-    code, report, log = probe(sys.executable, demo, "killed", [*OVERRIDES, "--die-at=probe:1"], timeout=600)
-    assert code == 3 and report["died_at"] == ["probe", 1], log[-4000:]
-    state = json.loads((demo / "checkpoints" / "npo" / "state.json").read_text())
-    assert state["phase"] == "probe" and [d for d, _ in state["probed"]] == [1]
+def controller(demo, step: int) -> dict:
+    """The AutoNPO controller saved with the real checkpoint of ``step``: counters, signal windows and the mistake
+    pool's entries (key, accuracy, first and last failing step) and evictions."""
+    state = torch.load(demo / "checkpoints" / f"global_step_{step}" / "npo_auto.pt", weights_only=False)
+    entries = sorted((e["key"], e["acc"], e["first_step"], e["last_step"]) for e in state["pool"]["entries"])
+    return {**{k: v for k, v in state.items() if k != "pool"}, "entries": entries, "evicted": state["pool"]["evicted"]}
 
-    code, report, log = probe(sys.executable, demo, "resumed", [*OVERRIDES, "trainer.resume_mode=auto"], timeout=600)
-    assert code == 0, log[-4000:]
-    assert report["resumed_at"] == 0 and report["resumed_phase"] == "probe"
-    assert report["probed"] == ["candidate_0002"], "the probed candidate is not probed again"
-    assert [s["step"] for s in report["steps"]] == [1, 2, 3, 4, 5], "no look-ahead again, every kept step once"
-    assert (demo / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "5"
+
+# one run killed once in every AutoNPO phase, each kill resumed by the next process: (phase, --die-at, resumed in)
+KILLS = [
+    ("lookahead", "lookahead:2", None),
+    ("probe", "probe:2", "lookahead"),  # θ_T and Δ = 1 probed, killed before Δ = 2
+    ("select", "select:0", "probe"),  # killed right after the decision is persisted, before the weights move
+    ("collect", "collect:0", "select"),
+    ("guided", "guided:1", "collect"),
+    ("idle", "idle:4", "guided"),
+    ("done", None, None),
+]
+
+
+def test_killed_in_every_phase_resumes_to_the_uninterrupted_run(auto_run, new_demo_dir, probe, tmp_path):
+    reference, reference_report, _ = auto_run
+    demo = new_demo_dir(tmp_path)
+    kept_steps, probed = [], []
+    for phase, die_at, resumed_in in KILLS:
+        args = [
+            *OVERRIDES,
+            *([f"--die-at={die_at}"] if die_at else []),
+            *(["trainer.resume_mode=auto"] if phase != "lookahead" else []),
+        ]
+        code, report, log = probe(sys.executable, demo, phase, args, timeout=600)
+        assert code == (3 if die_at else 0), log[-4000:]
+        if die_at:
+            where, index = die_at.split(":")
+            assert report["died_at"] == [where, int(index)]
+        if resumed_in:  # the last process resumes from step 2's checkpoint: guided or idle, as Δ* falls
+            assert report["resumed_phase"] == resumed_in, (phase, report.get("resumed_phase"))
+        probed += report["probed"]
+        kept_steps += [s["step"] for s in report["steps"] if s["phase"] != "lookahead"]
+        if phase == "probe":
+            state = json.loads((demo / "checkpoints" / "npo" / "state.json").read_text())
+            assert state["phase"] == "probe" and [d for d, _ in state["probed"]] == [0, 1]
+    assert probed == ["snapshot", "candidate_0001", "candidate_0002"], "no policy probed twice"
+    expected_steps = [s["step"] for s in reference_report["steps"] if s["phase"] != "lookahead"]
+    assert sorted(set(kept_steps)) == expected_steps and kept_steps[-1] == 5
+    # every kept step of the final trajectory ran after the last resume point of its phase: the ones a kill cut short
+    # were redone from the checkpoint before them, and none is missing
+    for step in (2, 4):
+        assert controller(demo, step) == controller(reference, step), f"controller and pool at step {step}"

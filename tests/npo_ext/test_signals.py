@@ -8,8 +8,9 @@ import torch
 
 from npo_ext.signals import (
     VARIANCE_ESTIMATORS,
+    TopKScores,
     chi2_second_moment,
-    chi2_second_moment_topk,
+    chi2_topk_terms,
     effective_signal,
     estimate_q,
     pass_at_1_q,
@@ -137,24 +138,35 @@ def test_verified_correct_samples_bias_the_sampled_v_low():
     assert filtered < 1.0 < full, "the filtered estimate even falls below the value of identical policies"
 
 
-def test_topk_is_exact_with_full_support_and_a_lower_bound_otherwise():
+def lumped_bound(cur, guide, ids):
+    """The lower bound of the top-k V for one position: exact on ``ids``, the rest lumped (no tail draws)."""
+    rest = torch.ones_like(cur, dtype=torch.bool)
+    rest[ids] = False
+    no_draws = torch.zeros(0)
+    terms = chi2_topk_terms(
+        TopKScores(cur[ids], no_draws, torch.logsumexp(cur[rest], -1)),
+        TopKScores(guide[ids], no_draws, torch.logsumexp(guide[rest], -1)),
+    )
+    return float(terms[1])
+
+
+def test_the_lumped_tail_is_a_lower_bound_that_tightens_with_k():
     cur, guide = two_distributions(vocab=50, seed=3)
     full = chi2_second_moment(cur, guide)
     order = torch.argsort(guide, descending=True)
-    assert chi2_second_moment_topk(cur[order], guide[order]) == pytest.approx(full, rel=1e-6)
     previous = 0.0
     for k in (1, 5, 20, 49):
-        ids = order[:k]
-        estimate = chi2_second_moment_topk(cur[ids], guide[ids])
-        assert estimate <= full + 1e-9
+        estimate = lumped_bound(cur, guide, order[:k])
+        assert 1.0 <= estimate <= full + 1e-9
         assert estimate >= previous - 1e-9  # more support never loosens the bound here
         previous = estimate
+    assert lumped_bound(cur, guide, order[:49]) == pytest.approx(full, rel=1e-6), "a one-id tail is exact"
 
 
 def test_topk_lumped_tail_is_exact_when_tails_are_proportional():
     cur = torch.log(torch.tensor([0.5, 0.3, 0.1, 0.1]))
     guide = torch.log(torch.tensor([0.4, 0.4, 0.1, 0.1]))  # tails (last two ids) proportional
-    assert chi2_second_moment_topk(cur[:2], guide[:2]) == pytest.approx(chi2_second_moment(cur, guide), rel=1e-6)
+    assert lumped_bound(cur, guide, torch.tensor([0, 1])) == pytest.approx(chi2_second_moment(cur, guide), rel=1e-6)
 
 
 def test_sampled_ratio_variance_per_sequence():

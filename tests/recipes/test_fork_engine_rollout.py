@@ -239,7 +239,7 @@ def test_a_prompt_the_lookahead_solved_takes_its_response_as_guide(tmp_path, mon
     assert guide_calls(trainer) == [[1, 1], [2, 2, 3, 3]], "prompt 0 was solved in the look-ahead: not sampled"
     pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
     reused = pool.get("a/0")
-    assert (reused.num_samples, reused.num_correct) == (ROLLOUT_N, ROLLOUT_N)
+    assert (reused.num_samples, reused.num_correct, reused.q_unbiased) == (ROLLOUT_N, ROLLOUT_N, False)
     assert [(s.provenance, s.source_step) for s in reused.samples] == [("lookahead", 0)], "written by θ_0"
     assert {pool.guides(k)[0].provenance for k in ("b/1", "a/2", "b/3")} == {"near_future"}
     assert not (trainer.fork_manager.fork_dir(trainer.npo.interventions[0]) / "lookahead").exists()
@@ -266,7 +266,9 @@ def test_early_stopping_samples_a_prompt_until_it_has_a_guide(tmp_path, monkeypa
     # one sample each per round (padded to the 2 agent-loop workers); prompt 3 goes on until guide_n = 3
     assert guide_calls(trainer) == [[0, 1], [2, 3], [3, 3], [3, 3]]
     pool = GuidePool.load(trainer.fork_manager.pool_dir(trainer.npo.interventions[0]), 2)
+    # Q's counts are the first round's (a fixed-size draw): counting the rounds that stop at the first success
+    # would bias pass@k upwards
     assert {k: (pool.get(k).num_samples, pool.get(k).num_correct) for k in pool.keys()} == {
-        "a/0": (1, 1), "b/1": (1, 1), "a/2": (1, 1), "b/3": (3, 0)
+        "a/0": (1, 1), "b/1": (1, 1), "a/2": (1, 1), "b/3": (1, 0)
     }  # fmt: skip
     assert trainer.compute.guide_tokens == (2 + 2 + 1 + 1) * 2, "padding rows are not counted"

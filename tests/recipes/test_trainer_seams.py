@@ -14,7 +14,7 @@ from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, Intervention, NPOConfig
 from npo_ext.experience_file import ExperienceFileSource, ExperienceHeader, append_prompts, start_file
 from npo_ext.fork import ForkManager, ForkState, Phase
-from npo_ext.guide_pool import GuideSample, PromptGuides
+from npo_ext.guide_pool import GuidePool, GuideSample, PromptGuides
 from recipes.npo.npo_ray_trainer import GuidedRollout, RayNPOTrainer, npo_summary
 
 EOS, PAD = 2, 0
@@ -88,6 +88,17 @@ def test_guided_training_batches_get_guides_and_metrics(tmp_path):
     assert trainer._pending_metrics["npo/onpolicy/acc_mean"] == 0.0, "taken before the guide row was written"
     assert trainer.compute.rollout_tokens == 4 * 2
     assert trainer._pending_metrics["npo/time/step_overhead_s"] > 0
+
+
+def test_q_leaves_out_a_prompt_whose_guide_came_from_the_look_ahead(tmp_path):
+    """A look-ahead response's counts are θ_{T+i}'s, not the guide's: Q is measured on the other failed prompt only."""
+    trainer = make_trainer(tmp_path)
+    trainer.fork_manager.pool = GuidePool()
+    trainer.fork_manager.pool.add("d/10", PromptGuides(2, 2, [GuideSample((5, 6, EOS), 1.0, 3)], q_unbiased=False))
+    trainer.fork_manager.pool.add("d/11", PromptGuides(8, 0, []))
+    GuidedRollout(FakeRollout(), trainer).generate_sequences(prompts())
+    assert trainer._pending_metrics["npo/inject/replaced"] == 1.0, "the look-ahead guide is still injected"
+    assert trainer._pending_metrics["npo/signal/q"] == 0.0
 
 
 def test_validation_and_non_guided_phases_are_untouched(tmp_path):
