@@ -294,8 +294,8 @@ def on_policy_metrics(batch: DataProto, acc_key: str) -> dict[str, float]:
 
 def source_q_metrics(batch: DataProto, acc_key: str, guide_min_acc: float) -> dict[str, float]:
     """Empirical Q of an external source (teacher, experience file) on one mixed batch, NPO's estimator with k = 1:
-    of the groups whose generated responses are all wrong, the fraction given a verified-correct guide. Empty when
-    no group fails."""
+    of the groups whose generated responses are all wrong, the fraction given a verified-correct guide.
+    ``npo/signal/q_prompts`` counts those groups; Q is left out when there are none (the batch cannot measure it)."""
     td, nt = batch.batch, batch.non_tensor_batch
     if IS_GUIDE not in td.keys():
         return {}
@@ -306,8 +306,14 @@ def source_q_metrics(batch: DataProto, acc_key: str, guide_min_acc: float) -> di
         generated = [r for r in rows if not is_guide[r]]
         policy_acc.append(float(acc[generated].mean()))
         guide_correct.append(int(any(acc[r] >= guide_min_acc for r in rows if is_guide[r])))
-    q = pass_at_1_q(policy_acc, guide_correct)
-    return {} if np.isnan(q) else {"npo/signal/q": q, "npo/signal/q_k": 1.0}
+    failing = int(sum(acc == 0.0 for acc in policy_acc))
+    if not failing:
+        return {"npo/signal/q_prompts": 0.0}
+    return {
+        "npo/signal/q": pass_at_1_q(policy_acc, guide_correct),
+        "npo/signal/q_k": 1.0,
+        "npo/signal/q_prompts": float(failing),
+    }
 
 
 def guide_advantage_metrics(batch: DataProto) -> dict[str, float]:

@@ -410,6 +410,9 @@ class RayNPOTrainer(RayPPOTrainer):
         seen = [i for i, e in enumerate(entries) if e is not None and e.q_unbiased]
         if not seen:
             return {}
+        failing = sum(policy_acc[i] == 0.0 for i in seen)
+        if not failing:
+            return {"npo/signal/q_prompts": 0.0}
         k = min(self.npo.q_k, *(entries[i].num_samples for i in seen))
         q = estimate_q(
             [policy_acc[i] for i in seen],
@@ -417,9 +420,9 @@ class RayNPOTrainer(RayPPOTrainer):
             [entries[i].num_correct for i in seen],
             k=k,
         )
-        metrics = {"npo/signal/q": q, "npo/signal/q_k": float(k)}
+        metrics = {"npo/signal/q": q, "npo/signal/q_k": float(k), "npo/signal/q_prompts": float(failing)}
         v = self.fork_manager.state.v
-        if v is not None and not np.isnan(q):
+        if v is not None:
             metrics["npo/signal/s"] = effective_signal(q, v)
         return metrics
 

@@ -39,7 +39,9 @@ def test_the_replayed_tokens_are_shaped_by_the_ratio_to_the_recorded_log_probs(r
         if step.get("npo/inject/guide_rows"):
             # f(w) = w / (w + 0.1) with w = π_θ / π_past: the writer is a step or two back, so w is near 1
             assert 0.8 < step["actor/npo_shaped_weight_mean"] < 1.0
-            assert step["npo/signal/v"] >= 0.5 and "npo/signal/q" in step
+            assert step["npo/signal/v"] >= 0.5
+            # Q is measured only on groups whose generated responses all fail; the sampled batch may have none
+            assert ("npo/signal/q" in step) == (step["npo/signal/q_prompts"] > 0)
 
 
 def test_the_pool_is_saved_with_each_checkpoint_and_resumes(run):

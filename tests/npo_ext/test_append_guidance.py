@@ -105,8 +105,14 @@ def test_a_group_keeps_at_least_one_generated_response(rollout_batch):
 
 def test_q_counts_the_failed_groups_that_got_a_verified_guide(rollout_batch):
     out, _ = append(prompts_for(3), SOURCE, [], rollout_batch)  # every generated row is wrong; p0, p1 get replays
-    assert source_q_metrics(out, "acc", 1.0) == {"npo/signal/q": 2 / 3, "npo/signal/q_k": 1.0}
+    assert source_q_metrics(out, "acc", 1.0) == {
+        "npo/signal/q": 2 / 3,
+        "npo/signal/q_k": 1.0,
+        "npo/signal/q_prompts": 3.0,
+    }
     out.non_tensor_batch["acc"][[3, 4]] = 0.0  # p0's replays judged wrong after all
     assert source_q_metrics(out, "acc", 1.0)["npo/signal/q"] == 1 / 3
     out.non_tensor_batch["acc"][0] = 1.0  # p0 no longer fails: it leaves Q's denominator
     assert source_q_metrics(out, "acc", 1.0)["npo/signal/q"] == 1 / 2
+    out.non_tensor_batch["acc"][[5, 10]] = 1.0  # every group solves something: nothing to measure Q on
+    assert source_q_metrics(out, "acc", 1.0) == {"npo/signal/q_prompts": 0.0}

@@ -85,6 +85,7 @@ def test_guided_training_batches_get_guides_and_metrics(tmp_path):
     assert trainer._pending_metrics["npo/inject/no_guide"] == 1.0
     # of 2 failed prompts the guide solved one with 1 of 8 samples: pass@4 = 1 - C(7,4)/C(8,4) = 0.5, and 0
     assert trainer._pending_metrics["npo/signal/q"] == 0.25 and trainer._pending_metrics["npo/signal/q_k"] == 4.0
+    assert trainer._pending_metrics["npo/signal/q_prompts"] == 2.0
     assert trainer._pending_metrics["npo/onpolicy/acc_mean"] == 0.0, "taken before the guide row was written"
     assert trainer.compute.rollout_tokens == 4 * 2
     assert trainer._pending_metrics["npo/time/step_overhead_s"] > 0
