@@ -267,6 +267,8 @@ def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
 
 
 GUIDANCE_SOURCES = ("near_future", "teacher", "experience_file", "replay")
+# sources whose guides the run does not generate: their tokens are counted apart (npo/compute/external_tokens)
+EXTERNAL_SOURCES = ("teacher", "experience_file")
 LOSS_SHAPINGS = ("none", "luffy", "exgrpo")
 MIXINGS = ("replace", "append")
 

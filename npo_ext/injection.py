@@ -316,6 +316,14 @@ def source_q_metrics(batch: DataProto, acc_key: str, guide_min_acc: float) -> di
     }
 
 
+def guide_response_tokens(batch: DataProto) -> int:
+    """Response tokens of a mixed batch's guide rows."""
+    td = batch.batch
+    if IS_GUIDE not in td.keys():
+        return 0
+    return int((td["response_mask"] * td[IS_GUIDE].unsqueeze(-1)).sum())
+
+
 def guide_advantage_metrics(batch: DataProto) -> dict[str, float]:
     """Mean (per-row) advantage and mean length of guide rows (only when the batch has any)."""
     td = batch.batch

@@ -246,6 +246,7 @@ class VerlForkEngine:
             non_tensor_batch_keys=[k for k in V_SAMPLE_NON_TENSORS if k in sample.non_tensor_batch],
         )
         kept = actor_topk(self.trainer, sample, self.trainer.npo.v_topk, self.trainer.npo.v_tail_draws)
+        self.trainer.record_scoring(sample)
         for key, field in GUIDE_FIELDS.items():
             sample.batch[key] = getattr(kept, field)
         atomic_torch_save(sample, path)
@@ -260,6 +261,7 @@ class VerlForkEngine:
             k = guide["ids"].shape[-1]
             ids = torch.cat([guide["ids"], guide["draw_ids"]], -1)
             values, tail = actor_log_probs_at(self.trainer, sample, ids, exclude=k)
+            self.trainer.record_scoring(sample)
             total.add(
                 TopKScores(values[..., :k], values[..., k:], tail),
                 TopKScores(guide["log_probs"], guide["draw_log_probs"], guide["tail"]),

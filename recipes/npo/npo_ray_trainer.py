@@ -42,7 +42,7 @@ from verl.utils.model import get_generation_config
 
 from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
-from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
+from npo_ext.config import EXTERNAL_SOURCES, GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.experience_file import ExperienceFileSource
 from npo_ext.fork import IN_FLIGHT, ForkInterrupted, ForkManager, Phase
 from npo_ext.guidance import GuidanceSource, TeacherSource
@@ -51,6 +51,7 @@ from npo_ext.injection import (
     align_guide_rollout_log_probs,
     generate_with_appended_guides,
     guide_advantage_metrics,
+    guide_response_tokens,
     inject_guidance,
     on_policy_metrics,
     source_q_metrics,
@@ -314,6 +315,11 @@ class RayNPOTrainer(RayPPOTrainer):
         self.compute.guide_tokens += int(output.batch["response_mask"].sum())
         self.compute.save(self.compute_path)
 
+    def record_scoring(self, batch: DataProto) -> None:
+        """Count the response tokens of an extra forward-only pass (V's), saved now like guide sampling."""
+        self.compute.scored_tokens += int(batch.batch["response_mask"].sum())
+        self.compute.save(self.compute_path)
+
     def stage_metrics(self, metrics: dict[str, float]) -> None:
         """Metrics logged with the next actor update."""
         self._pending_metrics.update(metrics)
@@ -371,6 +377,8 @@ class RayNPOTrainer(RayPPOTrainer):
         )
         if source is not self.fork_manager.pool:
             self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
+        if self.guidance.source in EXTERNAL_SOURCES:
+            self.compute.external_tokens += guide_response_tokens(output)
 
     def generate_appended(self, prompts: DataProto, source: GuidanceSource, rollout: Any) -> DataProto:
         """RLEP's mixing: generate only each group's fresh rows, then append its guides (see
@@ -398,6 +406,8 @@ class RayNPOTrainer(RayPPOTrainer):
         output.non_tensor_batch["uid"] = nt["uid"]
         self._pending_metrics.update(metrics)
         self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
+        if self.guidance.source in EXTERNAL_SOURCES:
+            self.compute.external_tokens += guide_response_tokens(output)
         return output
 
     def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:

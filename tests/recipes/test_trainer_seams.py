@@ -168,6 +168,7 @@ def test_rlep_appends_a_replay_to_the_group_of_a_prompt_in_the_file(tmp_path):
     assert trainer.compute.rollout_tokens == 3 * 2, "three generated rows of two tokens; the replay is not generated"
     assert trainer._pending_metrics["npo/inject/guide_rows"] == 1
     assert trainer._pending_metrics["npo/signal/q"] == 0.5, "both groups fail; the file solves one of them"
+    assert trainer.compute.external_tokens == int(out.batch["response_mask"][1].sum()) > 0, "the replay's tokens"
 
 
 def test_the_sources_draw_state_is_saved_with_a_checkpoint_and_restored(tmp_path):
