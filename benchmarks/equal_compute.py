@@ -1,17 +1,24 @@
-"""Does NPO pay for its look-ahead? GRPO, NPO and AutoNPO on the hidden-rule task at equal compute, 3 seeds.
+"""Does NPO pay for its look-ahead? GRPO, NPO, AutoNPO, LUFFY and NPO's cheaper collection on the hidden-rule task,
+at equal compute, over many seeds.
 
-    python benchmarks/equal_compute.py [--out-dir outputs/equal_compute] [--seeds 0,1,2] [--steps 40]
-                                       [--methods grpo,npo_once,...]  (default: every method) [--jobs 2]
+    python -m benchmarks.equal_compute [--out-dir outputs/equal_compute] [--seeds 0-7] [--steps 24]
+                                        [--methods grpo,npo_once,...]  (default: every method) [--jobs 2]
+                                        [--docs DIR]  (also copy table.md and curves.png there)
 
 Every run goes through the real recipe (``recipes.npo.main_npo``: ``RayNPOTrainer``, the FSDP actor, the in-worker
 rollout, the ``verifiers`` reward) on ``recipes/demo/rule_task.py``; per seed the task (rule, warm start, data) is
 built once and every method sees the same data order and the same number of kept steps. Held-out accuracy is the
 sampled accuracy (4 samples per held-out prompt) every ``--test-freq`` kept steps. Each finished run is appended to
-``runs.jsonl`` (a rerun skips it: resumable); then ``summary.csv``, ``curves.png`` and a Markdown table are written.
+``runs.jsonl`` (a rerun with the same steps and overrides skips it: resumable); then ``summary.csv``, ``curves.png``
+and ``table.md`` are written.
 
-The target is 90 % of GRPO's final held-out accuracy (mean over seeds). Steps-to-target is read on three x-axes: kept
-optimizer steps, all optimizer steps (look-ahead included) and all generated tokens (guide sampling included),
-interpolating linearly between evaluations; the ratio is GRPO's / the method's (above 1: the method is faster).
+How it is read (``benchmarks/equal_compute_stats.py``): the target is 90 % of GRPO's mean final held-out accuracy
+over its healthy seeds (those that end above where they started). The crossing is located in kept steps and the
+compute is read from that step's record: optimizer steps (look-ahead included) and tokens spent (generated, guide
+sampling included, plus the response tokens of V's extra forward passes; LUFFY once with its teacher's tokens free
+and once counted). Per method: seeds that reach the target, the ratio of means GRPO / method over the seeds where
+both reach it (above 1: the method needs less) with a bootstrap 95 % interval over seeds, final held-out accuracy
+after the same kept steps and after GRPO's token budget (the method stopped at the last evaluation within it).
 """
 
 from __future__ import annotations
@@ -21,20 +28,29 @@ import csv
 import json
 import math
 import os
-import statistics
+import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from benchmarks.equal_compute_stats import (
+    Trace,
+    acc_within,
+    bootstrap_interval,
+    ratio_of_means,
+    spent_to_target,
+    trace,
+)
 from recipes.demo.rule_task import RuleTask, build
 
 ROOT = Path(__file__).resolve().parents[1]
-
-HELD_OUT = "val-core/hidden_rule/acc/mean@4"
-AXES = {"kept": "kept optimizer steps", "total": "all optimizer steps", "tokens": "generated tokens"}
 CPU_ENV = {
     "VERL_USE_EXTERNAL_MODULES": "recipes.cpu.platform",
     "VERL_PLATFORM": "cpu",
@@ -44,6 +60,9 @@ CPU_ENV = {
     "HYDRA_FULL_ERROR": "1",
     "RAY_AUTH_MODE": "disabled",
 }
+TARGET_SHARE = 0.9
+ACC_COLUMNS = ("acc at equal kept steps", "acc at GRPO's tokens")
+SPENT_COLUMN = "run's tokens vs GRPO"
 
 
 def interventions(starts: list[int], delta: int, window: int | None = None) -> str:
@@ -52,13 +71,11 @@ def interventions(starts: list[int], delta: int, window: int | None = None) -> s
 
 
 def methods(steps: int) -> dict[str, list[str]]:
-    """Hydra overrides per method; NPO's windows are Δ = W = 4 (our choice for a 40-step run). The ``npo_cheap_*``
-    variants are repeated NPO with one cheaper-collection option each, same forks, same seeds."""
+    """Hydra overrides per method; NPO's windows are Δ = W = 4 (our choice for a run of a few dozen steps). The
+    ``npo_cheap_*`` variants are repeated NPO with one cheaper-collection option each, same forks, same seeds."""
     delta = 4
     forks = list(range(0, steps - delta, 2 * delta))
-    # V is not measured in repeated NPO: on this text-only task verl's micro-batch chunking of the top-k forward
-    # failed at the fifth fork (README, known limitations); V does not enter any axis of this study
-    repeated = ["npo.enable=true", "npo.v_samples=0", interventions(forks, delta)]
+    repeated = ["npo.enable=true", interventions(forks, delta)]
     return {
         "grpo": ["npo.enable=false"],
         "npo_once": ["npo.enable=true", interventions([0], delta)],
@@ -90,12 +107,43 @@ def methods(steps: int) -> dict[str, list[str]]:
         # guide_n = 8 in rounds of 2, a prompt stops at its first verified guide
         "npo_cheap_early": [*repeated, "npo.guide_round_n=2"],
         # half the window: 2 guided steps (and 2 window batches sampled) per look-ahead of 4
-        "npo_cheap_window": ["npo.enable=true", "npo.v_samples=0", interventions(forks, delta, window=delta // 2)],
+        "npo_cheap_window": ["npo.enable=true", interventions(forks, delta, window=delta // 2)],
     }
 
 
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a method's runs read with one way of counting tokens."""
+
+    name: str
+    method: str
+    count_external: bool = False
+
+    def tokens(self, spent: dict[str, float]) -> float:
+        extra = spent["external_tokens"] if self.count_external else 0.0
+        return spent["generated_tokens"] + spent["scored_tokens"] + extra
+
+
+ROWS = {
+    "grpo": [Row("GRPO", "grpo")],
+    "npo_once": [Row("NPO, once at step 0", "npo_once")],
+    "npo_repeated": [Row("NPO, repeated", "npo_repeated")],
+    "autonpo": [Row("AutoNPO", "autonpo")],
+    "luffy": [Row("LUFFY, teacher free", "luffy"), Row("LUFFY, teacher's tokens counted", "luffy", True)],
+    "npo_cheap_skip": [Row("repeated NPO, `skip`", "npo_cheap_skip")],
+    "npo_cheap_reuse": [Row("repeated NPO, `reuse`", "npo_cheap_reuse")],
+    "npo_cheap_early": [Row("repeated NPO, `early`", "npo_cheap_early")],
+    "npo_cheap_window": [Row("repeated NPO, `window` (W = 2)", "npo_cheap_window")],
+}
+AXES: dict[str, Callable[[Row, dict[str, float]], float]] = {
+    "kept steps": lambda row, spent: spent["kept_steps"],
+    "optimizer steps": lambda row, spent: spent["optimizer_steps"],
+    "tokens": lambda row, spent: row.tokens(spent),
+}
+
+
 def run(method: str, overrides: list[str], seed: int, task_dir: Path, out_dir: Path, steps: int, test_freq: int):
-    """One training run; returns its per-step records."""
+    """One training run; returns its per-step records, or None when it failed (its log stays in runs/)."""
     run_dir = out_dir / "runs" / f"{method}_seed{seed}"
     log = run_dir / "steps.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,137 +159,155 @@ def run(method: str, overrides: list[str], seed: int, task_dir: Path, out_dir: P
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     (run_dir / "output.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode:
-        return None  # recorded as failed, reported beside the table, never silently dropped
+        return None
     return [json.loads(line)["data"] for line in log.read_text().splitlines()]
 
 
-def curve(records: list[dict]) -> dict[str, list[float]]:
-    """Held-out accuracy and on-policy reward against the three x-axes, from a run's step records."""
-    out: dict[str, list[float]] = {"acc": [], "reward": [], "reward_kept": [], **{a: [] for a in AXES}}
-    out.update({f"reward_{a}": [] for a in AXES})
-    total = tokens = 0.0
-    for r in records:
-        total = r.get("npo/compute/optimizer_steps", total)
-        tokens = r.get("npo/compute/generated_tokens", tokens)
-        if HELD_OUT in r and "npo/compute/optimizer_steps" not in r:  # validation before the first step
-            for key, value in (("acc", r[HELD_OUT]), ("kept", 0.0), ("total", 0.0), ("tokens", 0.0)):
-                out[key].append(value)
-            continue
-        kept = r.get("training/global_step")
-        if kept is None:
-            continue  # a look-ahead step (logged under npo/lookahead/): its compute counts in later records
-        if HELD_OUT in r:
-            for key, value in (("acc", r[HELD_OUT]), ("kept", float(kept)), ("total", total), ("tokens", tokens)):
-                out[key].append(value)
-        if "npo/onpolicy/score_mean" in r:
-            out["reward"].append(r["npo/onpolicy/score_mean"])
-            out["reward_kept"].append(float(kept))
-            out["reward_total"].append(total)
-            out["reward_tokens"].append(tokens)
+def target_of(grpo: dict[int, Trace]) -> tuple[float, list[int]]:
+    """90 % of GRPO's mean final accuracy over its healthy seeds, and the seeds left out (ended at or below their
+    start: collapsed)."""
+    collapsed = sorted(s for s, t in grpo.items() if t.final_acc <= t.evals[0][1])
+    healthy = [t.final_acc for s, t in grpo.items() if s not in collapsed]
+    if not healthy:
+        raise RuntimeError("GRPO ended below its start on every seed: no target to measure against")
+    return TARGET_SHARE * float(np.mean(healthy)), collapsed
+
+
+def summarise(traces: dict[tuple[str, int], Trace], rows: list[Row], target: float) -> list[dict]:
+    """Per table row: failures, ratios of means to the target with intervals, final accuracies with intervals."""
+    grpo_row = Row("GRPO", "grpo")
+    out = []
+    for row in rows:
+        seeds = sorted(s for m, s in traces if m == row.method and ("grpo", s) in traces)
+        mine = {s: spent_to_target(traces[(row.method, s)], target) for s in seeds}
+        theirs = {s: spent_to_target(traces[("grpo", s)], target) for s in seeds}
+        both = [s for s in seeds if mine[s] is not None and theirs[s] is not None]
+        entry: dict = {"row": row.name, "seeds": len(seeds), "reached": sum(m is not None for m in mine.values())}
+        entry["paired"] = len(both)
+        for axis, cost in AXES.items():
+            ref = [cost(grpo_row, theirs[s]) for s in both]
+            own = [cost(row, mine[s]) for s in both]
+            entry[f"{axis}: ratio"] = ratio_of_means(ref, own) if both else math.nan
+            entry[f"{axis}: low"], entry[f"{axis}: high"] = bootstrap_interval(ratio_of_means, ref, own)
+        same_steps = [traces[(row.method, s)].final_acc for s in seeds]
+        budget = {s: row_tokens_total(grpo_row, traces[("grpo", s)]) for s in seeds}
+        same_tokens = [acc_within(traces[(row.method, s)], budget[s], row.tokens) for s in seeds]
+        for name, values in zip(ACC_COLUMNS, (same_steps, same_tokens), strict=True):
+            entry[name] = float(np.nanmean(values))
+            entry[f"{name}: low"], entry[f"{name}: high"] = bootstrap_interval(_nanmean, values)
+        spent = [row_tokens_total(row, traces[(row.method, s)]) / budget[s] for s in seeds]
+        entry[SPENT_COLUMN] = float(np.mean(spent))
+        out.append(entry)
     return out
 
 
-def first_crossing(xs: list[float], ys: list[float], target: float) -> float:
-    """The x where the curve first reaches ``target`` (linear between evaluations); inf if it never does."""
-    for i, y in enumerate(ys):
-        if y >= target:
-            if i == 0:
-                return xs[0]
-            x0, y0 = xs[i - 1], ys[i - 1]
-            return x0 + (target - y0) / (y - y0) * (xs[i] - x0)
-    return math.inf
+def row_tokens_total(row: Row, run_trace: Trace) -> float:
+    return row.tokens(run_trace.spent_at(run_trace.last_step))
 
 
-def summarise(runs: list[dict], target: float) -> list[dict]:
-    """Per method: steps/tokens-to-target ratios vs GRPO (same seed), their spread, and final held-out accuracy."""
-    by_key = {(r["method"], r["seed"]): curve(r["records"]) for r in runs}
-    rows = []
-    for method in dict.fromkeys(r["method"] for r in runs):
-        seeds = sorted(s for m, s in by_key if m == method)
-        row: dict = {"method": method, "seeds": len(seeds)}
-        finals = [by_key[(method, s)]["acc"][-1] for s in seeds]
-        row["final_acc_mean"], row["final_acc_sd"] = statistics.fmean(finals), _sd(finals)
-        for axis in AXES:
-            ratios = []  # over the seeds where both this method and GRPO reach the target
-            for s in seeds:
-                if ("grpo", s) not in by_key:
-                    continue
-                mine = first_crossing(by_key[(method, s)][axis], by_key[(method, s)]["acc"], target)
-                theirs = first_crossing(by_key[("grpo", s)][axis], by_key[("grpo", s)]["acc"], target)
-                if math.isfinite(mine) and math.isfinite(theirs) and mine > 0:
-                    ratios.append(theirs / mine)
-            row[f"{axis}_ratio_mean"] = statistics.fmean(ratios) if ratios else math.nan
-            row[f"{axis}_ratio_sd"] = _sd(ratios)
-            row[f"{axis}_reached"] = len(ratios)
-        for axis in ("total", "tokens"):  # what the whole run spent, as a multiple of GRPO's (same seed)
-            spent = [by_key[(method, s)][f"reward_{axis}"][-1] / by_key[("grpo", s)][f"reward_{axis}"][-1]
-                     for s in seeds if ("grpo", s) in by_key]  # fmt: skip
-            row[f"{axis}_spent_mean"] = statistics.fmean(spent) if spent else math.nan
-        rows.append(row)
-    return rows
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values))
 
 
-def _sd(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def _cell(value: float, low: float, high: float, digits: int = 2) -> str:
+    if math.isnan(value):
+        return "n/a"
+    interval = "" if math.isnan(low) else f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{value:.{digits}f}{interval}"
 
 
-def plot(runs: list[dict], target: float, path: Path) -> None:
-    """Two rows (held-out accuracy, on-policy reward) by three x-axes; one line per run, a colour per method."""
+def markdown(summary: list[dict], target: float, collapsed: list[int], seeds: list[int], failed: list[str]) -> str:
+    lines = [
+        "| method | reached the target | kept steps | optimizer steps | tokens spent | held-out acc, equal kept steps "
+        "| held-out acc, GRPO's tokens | run's tokens vs GRPO |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        ratios = [_cell(e[f"{a}: ratio"], e[f"{a}: low"], e[f"{a}: high"]) for a in AXES]
+        accs = [_cell(e[n], e[f"{n}: low"], e[f"{n}: high"], 3) for n in ACC_COLUMNS]
+        cells = [e["row"], f"{e['reached']}/{e['seeds']}", *ratios, *accs, f"{e[SPENT_COLUMN]:.2f}×"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)}). Target: held-out accuracy {target:.3f} = {TARGET_SHARE:.0%} of "
+        "GRPO's mean final accuracy over its healthy seeds"
+        + (f" (collapsed, left out of the target: seeds {collapsed})." if collapsed else " (every seed)."),
+        "Ratios: mean over seeds of GRPO's steps (or tokens) to the target / the method's, over the seeds where both "
+        "reach it; above 1 the method needs less. Brackets: bootstrap 95 % interval over seeds. Accuracies: mean "
+        "over seeds, bootstrap 95 % interval.",
+    ]
+    if failed:
+        notes.append(f"Runs that crashed (logs under runs/): {', '.join(failed)}.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def mean_band(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 40) -> tuple[np.ndarray, ...]:
+    """Mean and bootstrap 95 % band over seeds of curves with their own x values, on a shared grid up to where the
+    shortest curve ends (each curve linear between its points)."""
+    end = min(float(xs[-1]) for xs, _ in curves)
+    grid = np.linspace(0.0, end, points)
+    ys = np.array([np.interp(grid, xs, acc) for xs, acc in curves])
+    bands = [bootstrap_interval(np.mean, ys[:, i], draws=2000) for i in range(points)]
+    low, high = (np.array([b[j] for b in bands]) for j in (0, 1))
+    return grid, ys.mean(0), np.where(np.isnan(low), ys.mean(0), low), np.where(np.isnan(high), ys.mean(0), high)
+
+
+def plot(traces: dict[tuple[str, int], Trace], rows: list[Row], target: float, path: Path) -> None:
+    """Held-out accuracy against kept steps, optimizer steps and tokens spent: per table row, the mean over seeds
+    and its bootstrap 95 % band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharey="row")
+    fig, axes = plt.subplots(1, len(AXES), figsize=(6 * len(AXES), 5), sharey=True)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(r["method"] for r in runs))}
-    for r in runs:
-        c = curve(r["records"])
-        label = r["method"] if r["seed"] == min(x["seed"] for x in runs if x["method"] == r["method"]) else None
-        for col, axis in enumerate(AXES):
-            axes[0, col].plot(c[axis], c["acc"], color=colours[r["method"]], alpha=0.8, label=label)
-            axes[1, col].plot(c[f"reward_{axis}"], c["reward"], color=colours[r["method"]], alpha=0.5)
-    for col, name in enumerate(AXES.values()):
-        axes[0, col].axhline(target, color="grey", linestyle=":", label="target" if col == 0 else None)
-        axes[1, col].set_xlabel(name)
-    axes[0, 0].set_ylabel("held-out accuracy")
-    axes[1, 0].set_ylabel("on-policy training reward")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("hidden-rule task: GRPO, NPO (and its cheaper variants), AutoNPO, LUFFY; same data order per seed")
+    for i, row in enumerate(rows):
+        runs = [t for (m, _), t in sorted(traces.items()) if m == row.method]
+        style = "--" if row.count_external else "-"
+        for ax, cost in zip(axes, AXES.values(), strict=True):
+            curves = []
+            for t in runs:
+                xs = [cost(row, {"kept_steps": float(step), **t.spent_at(step)}) for step, _ in t.evals]
+                curves.append((np.array(xs), np.array([acc for _, acc in t.evals])))
+            grid, mean, low, high = mean_band(curves)
+            colour = palette[i % len(palette)]
+            ax.plot(grid, mean, style, color=colour, label=f"{row.name} ({len(runs)} seeds)")
+            ax.fill_between(grid, low, high, color=colour, alpha=0.12)
+    for ax, axis in zip(axes, AXES, strict=True):
+        ax.axhline(target, color="grey", linestyle=":")
+        ax.set_xlabel(axis)
+    axes[0].set_ylabel("held-out accuracy (mean, 95 % band over seeds)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("hidden-rule task: held-out accuracy against kept steps, optimizer steps and tokens spent")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def markdown(rows: list[dict], target: float) -> str:
-    lines = [
-        f"target: held-out accuracy {target:.3f} (90 % of GRPO's final); ratio = GRPO's / the method's "
-        "steps-to-target (> 1: faster), mean ± sd over the seeds where both reached it (count in brackets)",
-        "",
-        "| method | kept steps | all optimizer steps | generated tokens | final held-out accuracy "
-        "| run's optimizer steps / tokens vs GRPO |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        cells = [
-            f"{r[f'{a}_ratio_mean']:.2f} ± {r[f'{a}_ratio_sd']:.2f} ({r[f'{a}_reached']}/{r['seeds']})" for a in AXES
-        ]
-        final = f"{r['final_acc_mean']:.3f} ± {r['final_acc_sd']:.3f}"
-        spent = f"{r['total_spent_mean']:.2f}× / {r['tokens_spent_mean']:.2f}×"
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {final} | {spent} |")
-    return "\n".join(lines)
+def parse_seeds(text: str) -> list[int]:
+    """``0-7`` or ``0,1,2``."""
+    if "-" in text:
+        first, last = (int(x) for x in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(s) for s in text.split(",")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "outputs" / "equal_compute")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=40, help="kept optimizer steps per run")
+    parser.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 0,1,2")
+    parser.add_argument("--steps", type=int, default=24, help="kept optimizer steps per run")
     parser.add_argument("--test-freq", type=int, default=4, help="held-out evaluation every this many kept steps")
-    parser.add_argument("--methods", default=",".join(methods(40)))
+    parser.add_argument("--methods", default=",".join(ROWS))
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides for every run, e.g. actor_rollout_ref.actor.optim.lr=1e-3"
+    )
+    parser.add_argument("--docs", type=Path, help="also copy table.md and curves.png into this folder")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.monotonic()
+    seeds = parse_seeds(args.seeds)
     table = methods(args.steps)
     chosen = args.methods.split(",")
     unknown = sorted(set(chosen) - set(table))
@@ -255,45 +321,45 @@ def main() -> None:
     if results.exists():
         for line in results.read_text().splitlines():
             r = json.loads(line)
-            done[(r["method"], r["seed"], r["steps"])] = r
-    todo = [(m, s) for s in seeds for m in chosen if (m, s, args.steps) not in done]
+            done[(r["method"], r["seed"], r["steps"], tuple(r.get("overrides", ())))] = r
+    setting = (args.steps, tuple(args.overrides))
+    todo = [(m, s) for s in seeds for m in chosen if (m, s, *setting) not in done]
     tasks = {s: build(args.out_dir / "tasks" / f"seed{s}", RuleTask(seed=s)) for s in sorted({s for _, s in todo})}
     # Runs are independent processes (each its own local Ray); a run does not keep 2 cores busy, so two at a time
     # finish the study sooner. Steps and tokens, the study's axes, do not depend on it.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {
-            pool.submit(run, m, table[m], s, tasks[s], args.out_dir, args.steps, args.test_freq): (m, s)
-            for m, s in todo
-        }
+        futures = {}
+        for m, s in todo:
+            overrides = [*table[m], *args.overrides]
+            futures[pool.submit(run, m, overrides, s, tasks[s], args.out_dir, args.steps, args.test_freq)] = (m, s)
         for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
             method, seed = futures[future]
             records = future.result()
-            entry = {
-                "method": method,
-                "seed": seed,
-                "steps": args.steps,
-                "records": records or [],
-                "failed": not records,
-            }
+            entry = {"method": method, "seed": seed, "steps": args.steps, "overrides": args.overrides}
+            entry["records"] = records or []
+            entry["failed"] = not records
             with open(results, "a") as f:
                 f.write(json.dumps(entry) + "\n")
-            done[(method, seed, args.steps)] = entry
-    failed = [done[(m, s, args.steps)] for m in chosen for s in seeds if done[(m, s, args.steps)].get("failed")]
-    runs = [done[(m, s, args.steps)] for m in chosen for s in seeds if not done[(m, s, args.steps)].get("failed")]
-    grpo_finals = [curve(r["records"])["acc"][-1] for r in runs if r["method"] == "grpo"]
-    target = 0.9 * statistics.fmean(grpo_finals)
-    rows = summarise(runs, target)
+            done[(method, seed, *setting)] = entry
+    entries = [done[(m, s, *setting)] for m in chosen for s in seeds]
+    failed = [f"{e['method']} seed {e['seed']}" for e in entries if e["failed"]]
+    traces = {(e["method"], e["seed"]): trace(e["records"]) for e in entries if not e["failed"]}
+    target, collapsed = target_of({s: t for (m, s), t in traces.items() if m == "grpo"})
+    rows = [row for m in chosen for row in ROWS[m]]
+    summary = summarise(traces, rows, target)
     with open(args.out_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
         writer.writeheader()
-        writer.writerows(rows)
-    plot(runs, target, args.out_dir / "curves.png")
-    text = markdown(rows, target)
-    if failed:
-        logs = ", ".join(f"{r['method']} seed {r['seed']} (see runs/)" for r in failed)
-        text += f"\n\nfailed runs, left out of the table: {logs}"
-    (args.out_dir / "table.md").write_text(text + "\n")
+        writer.writerows(summary)
+    plot(traces, rows, target, args.out_dir / "curves.png")
+    text = markdown(summary, target, collapsed, seeds, failed)
+    (args.out_dir / "table.md").write_text(text)
+    if args.docs:
+        args.docs.mkdir(parents=True, exist_ok=True)
+        for name in ("table.md", "curves.png"):
+            shutil.copyfile(args.out_dir / name, args.docs / name)
     print(text)
+    print(f"this invocation: {(time.monotonic() - started) / 60:.1f} minutes, {len(todo)} runs trained")
 
 
 if __name__ == "__main__":

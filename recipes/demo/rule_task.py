@@ -1,11 +1,13 @@
 """A controllable task the tiny model learns with GRPO on 2 CPU cores: a hidden rule that maps code words to colours.
 
-Each prompt names one code word among distractor words; the answer is the colour a secret, seeded map assigns to
-the code word. The warm start teaches the answer format and the colours of ``known`` code words only, so the policy
-starts at about chance on the rest (1 / number of colours) and learning a code word's colour lifts every prompt
-that names it. Difficulty is set by the number of code words, colours and known words. The held-out split asks about
-the same code words with other distractors. Text only (the VL model gets no image), so steps are fast; the reward is
-the project's ``verifiers`` (answer inside ``<answer> </answer>``).
+Each prompt names one code word inside a context of filler words; the answer is the colour a secret, seeded map
+assigns to the code word. The map is balanced (every colour answers ``num_words / num_colours`` code words), and the
+held-out split crosses ``val_contexts`` contexts with every code word, so an answer that ignores the code word, a
+constant colour or any function of the context, scores exactly chance (1 / ``num_colours``) there. Held-out
+contexts never occur in training or in the warm start, so no held-out prompt text is seen before evaluation. The
+warm start teaches the answer format, and reading a code word on a map of other code words (``warmup_words``), so
+the task's words start near chance and RL learns their colours. Text only (the VL model gets no image), so steps are
+fast; the reward is the project's ``verifiers`` (answer inside ``<answer> </answer>``).
 
     python -m recipes.demo.rule_task DIR [--seed 0]    # DIR/data/{train,val}.parquet and DIR/model
 """
@@ -13,8 +15,11 @@ the project's ``verifiers`` (answer inside ``<answer> </answer>``).
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 DATA_SOURCE = "hidden_rule"
@@ -25,54 +30,80 @@ CODE_WORDS = [
 ]  # fmt: skip
 COLOURS = ["red", "green", "blue", "yellow", "black", "white", "pink", "grey"]
 FILLERS = ["the", "a", "note", "says", "today", "word", "card", "shows", "then", "now", "here", "look"]
+MAX_FILLERS = 3
 
 
 @dataclass(frozen=True)
 class RuleTask:
-    num_words: int = 8
-    num_colours: int = 6
-    known: int = 1
+    num_words: int = 4
+    num_colours: int = 4
+    warmup_words: int = 8
     train_size: int = 256
-    val_size: int = 64
+    val_contexts: int = 16
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.num_words + self.warmup_words > len(CODE_WORDS) or not 0 < self.num_colours <= len(COLOURS):
+            raise ValueError(f"at most {len(CODE_WORDS)} code words and {len(COLOURS)} colours, got {self}")
+        for name in ("num_words", "warmup_words"):
+            if getattr(self, name) <= 0 or getattr(self, name) % self.num_colours:
+                raise ValueError(f"{name} must be a positive multiple of num_colours ({self.num_colours}): {self}")
+
+    @property
+    def val_size(self) -> int:
+        return self.val_contexts * self.num_words
+
     def rule(self) -> dict[str, str]:
-        """The secret map, code word -> colour (seeded)."""
-        rng = random.Random(self.seed)
-        colours = COLOURS[: self.num_colours]
-        return {word: rng.choice(colours) for word in CODE_WORDS[: self.num_words]}
+        """The secret map, code word -> colour: a seeded shuffle of each colour repeated equally often."""
+        return self._balanced_map(CODE_WORDS[: self.num_words], "rule")
 
-    def known_words(self) -> list[str]:
-        return CODE_WORDS[: self.known]
+    def warmup_rule(self) -> dict[str, str]:
+        """The warm start's own map, on other code words: it teaches the model to read the code word, not the rule."""
+        return self._balanced_map(CODE_WORDS[self.num_words : self.num_words + self.warmup_words], "warmup")
 
-    def prompt(self, word: str, rng: random.Random) -> str:
-        before = " ".join(rng.choice(FILLERS) for _ in range(rng.randint(1, 3)))
-        return f"{before} code {word}. {INSTRUCTION}"
+    def _balanced_map(self, words: list[str], name: str) -> dict[str, str]:
+        colours = COLOURS[: self.num_colours] * (len(words) // self.num_colours)
+        random.Random(f"{self.seed}-{name}").shuffle(colours)
+        return dict(zip(words, colours, strict=True))
+
+    @cached_property
+    def contexts(self) -> dict[str, list[tuple[str, ...]]]:
+        """Filler sequences (1 to ``MAX_FILLERS`` words) split into disjoint train and held-out sets."""
+        every = [c for size in range(1, MAX_FILLERS + 1) for c in itertools.product(FILLERS, repeat=size)]
+        random.Random(f"{self.seed}-contexts").shuffle(every)
+        return {"val": every[: self.val_contexts], "train": every[self.val_contexts :]}
+
+    def prompt(self, word: str, context: tuple[str, ...]) -> str:
+        # the code word comes last, next to the answer: the tiny model attends over a few tokens, not a sentence
+        return f"{' '.join(context)}. {INSTRUCTION} code {word}."
+
+    def pairs(self, split: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(code word, context) per row: held-out = every context with every word; train = seeded draws."""
+        if split == "val":
+            return [(word, context) for context in self.contexts["val"] for word in self.rule()]
+        rng = random.Random(f"{self.seed}-train")
+        words = list(self.rule())
+        return [(rng.choice(words), rng.choice(self.contexts["train"])) for _ in range(self.train_size)]
 
     def rows(self, split: str) -> list[dict]:
-        rng = random.Random(f"{self.seed}-{split}")
         rule = self.rule()
-        words = list(rule)
-        size, offset = (self.train_size, 0) if split == "train" else (self.val_size, self.train_size)
-        rows = []
-        for i in range(size):
-            word = words[i % len(words)] if split == "val" else rng.choice(words)
-            rows.append(
-                {
-                    "data_source": DATA_SOURCE,
-                    "prompt": [{"role": "user", "content": self.prompt(word, rng)}],
-                    "ability": "rule",
-                    "reward_model": {"style": "rule", "ground_truth": rule[word]},
-                    # the rule's answer as a "teacher trace", for the LUFFY baseline (a perfect teacher)
-                    "extra_info": {
-                        "index": offset + i,
-                        "split": split,
-                        "word": word,
-                        "teacher_response": f"<answer> {rule[word]} </answer>",
-                    },
-                }
-            )
-        return rows
+        offset = 0 if split == "train" else self.train_size
+        return [
+            {
+                "data_source": DATA_SOURCE,
+                "prompt": [{"role": "user", "content": self.prompt(word, context)}],
+                "ability": "rule",
+                "reward_model": {"style": "rule", "ground_truth": rule[word]},
+                # the rule's answer as a "teacher trace", for the LUFFY baseline (a perfect teacher)
+                "extra_info": {
+                    "index": offset + i,
+                    "split": split,
+                    "word": word,
+                    "teacher_response": f"<answer> {rule[word]} </answer>",
+                },
+            }
+            for i, (word, context) in enumerate(self.pairs(split))
+        ]
 
 
 def corpus() -> list[str]:
@@ -84,25 +115,29 @@ def corpus() -> list[str]:
     return lines * 4
 
 
-def warm_start(model, tokenizer, task: RuleTask, steps: int = 60, batch_size: int = 16) -> None:
-    """Teach the format on every code word, and the colour of the known ones; unknown ones get a random colour."""
+def warm_start(model, tokenizer, task: RuleTask, steps: int = 300, batch_size: int = 16) -> None:
+    """Teach the answer format and the skill of reading a code word, on the warm-up map; in the last quarter a
+    quarter of each batch asks a task word with a random colour, which spreads the task words' answers over the
+    colours (the format, not the rule). Mixed from the start, the tiny model settles on answers that ignore the word;
+    warm-up words alone leave every task word on one colour, which GRPO can rarely escape."""
     import torch
 
     from recipes.demo.tiny_model import train_on_answers
 
-    rng = random.Random(task.seed)
+    rng = random.Random(f"{task.seed}-warm-start")
     torch.manual_seed(task.seed)
-    rule, known = task.rule(), set(task.known_words())
+    warmup, words = task.warmup_rule(), list(task.rule())
     colours = COLOURS[: task.num_colours]
 
     def batches():
-        for _ in range(steps):
+        for step in range(steps):
             prompts, targets = [], []
-            for _ in range(batch_size):
-                word = rng.choice(list(rule))
-                messages = [{"role": "user", "content": task.prompt(word, rng)}]
+            for i in range(batch_size):
+                spread = step >= steps * 3 // 4 and i % 4 == 0
+                word = rng.choice(words) if spread else rng.choice(list(warmup))
+                messages = [{"role": "user", "content": task.prompt(word, rng.choice(task.contexts["train"]))}]
                 prompts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-                colour = rule[word] if word in known else rng.choice(colours)
+                colour = warmup[word] if word in warmup else rng.choice(colours)
                 targets.append(f"<answer> {colour} </answer><|im_end|>")
             full = [p + t for p, t in zip(prompts, targets, strict=True)]
             yield tokenizer(full, return_tensors="pt", padding=True), targets
@@ -111,7 +146,8 @@ def warm_start(model, tokenizer, task: RuleTask, steps: int = 60, batch_size: in
 
 
 def build(out_dir: str | Path, task: RuleTask) -> Path:
-    """The task's data and warm-started model under ``out_dir`` (idempotent)."""
+    """The task's data and warm-started model under ``out_dir``; an existing build is reused only if it was made for
+    the same task (``task.json``)."""
     import pandas as pd
 
     from recipes.demo.tiny_model import build_model, build_processor, build_tokenizer
@@ -121,14 +157,17 @@ def build(out_dir: str | Path, task: RuleTask) -> Path:
     data.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
         pd.DataFrame(task.rows(split)).to_parquet(data / f"{split}.parquet", index=False)
-    model_dir = out_dir / "model"
-    if not (model_dir / "model.safetensors").is_file():
+    model_dir, stamp = out_dir / "model", out_dir / "task.json"
+    fields = json.dumps(asdict(task), sort_keys=True)
+    built = (model_dir / "model.safetensors").is_file() and stamp.is_file() and stamp.read_text() == fields
+    if not built:
         tokenizer = build_tokenizer(corpus())
         processor = build_processor(tokenizer)
         model = build_model(tokenizer, seed=task.seed)
         warm_start(model, tokenizer, task)
         model.save_pretrained(model_dir)
         processor.save_pretrained(model_dir)
+        stamp.write_text(fields)
     return out_dir
 
 
@@ -138,9 +177,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-words", type=int, default=RuleTask.num_words)
     parser.add_argument("--num-colours", type=int, default=RuleTask.num_colours)
-    parser.add_argument("--known", type=int, default=RuleTask.known)
+    parser.add_argument("--warmup-words", type=int, default=RuleTask.warmup_words)
+    parser.add_argument("--val-contexts", type=int, default=RuleTask.val_contexts)
     args = parser.parse_args()
-    task = RuleTask(args.num_words, args.num_colours, args.known, seed=args.seed)
+    task = RuleTask(args.num_words, args.num_colours, args.warmup_words, val_contexts=args.val_contexts, seed=args.seed)
     print(build(args.out_dir, task))
 
 

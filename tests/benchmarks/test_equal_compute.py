@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def study(out: Path) -> subprocess.CompletedProcess:
     args = ["--seeds=0", "--steps=6", "--test-freq=3", "--methods=grpo,npo_cheap_reuse", f"--out-dir={out}"]
     return subprocess.run(
-        [sys.executable, "benchmarks/equal_compute.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "benchmarks.equal_compute", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
 
 
