@@ -89,3 +89,9 @@ def test_a_method_that_fails_on_a_seed_is_counted_not_dropped():
     assert grpo["kept steps: ratio"] == 1.0
     assert npo["kept steps: ratio"] == 2.0  # 6 steps / 3 steps on the one paired seed
     assert npo["acc at equal kept steps"] == pytest.approx((1.0 + 0.2) / 2)
+
+
+def test_when_every_grpo_seed_collapsed_all_of_them_set_the_target():
+    grpo = {0: trace(linear_run(-0.01)), 1: trace(linear_run(-0.02))}
+    target, collapsed = target_of(grpo)
+    assert collapsed == [] and target == pytest.approx(0.9 * (0.12 + 0.04) / 2)
