@@ -4,7 +4,7 @@ Each prompt names one code word inside a context of filler words; the answer is 
 assigns to the code word. The map is balanced (every colour answers ``num_words / num_colours`` code words), and the
 held-out split crosses ``val_contexts`` contexts with every code word, so an answer that ignores the code word, a
 constant colour or any function of the context, scores exactly chance (1 / ``num_colours``) there. Held-out
-contexts never occur in training or in the warm start, so no held-out prompt text is seen before evaluation. The
+contexts never occur in training or in the warm start, so no held-out prompt occurs verbatim in training. The
 warm start teaches the answer format, and reading a code word on a map of other code words (``warmup_words``), so
 the task's words start near chance and RL learns their colours. Text only (the VL model gets no image), so steps are
 fast; the reward is the project's ``verifiers`` (answer inside ``<answer> </answer>``).
