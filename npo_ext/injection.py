@@ -21,7 +21,7 @@ import torch
 from verl import DataProto
 
 from npo_ext.guidance import GuidanceSource
-from npo_ext.signals import pass_at_1_q
+from npo_ext.signals import failing_prompts, pass_at_1_q
 
 # (row index, response token ids) -> reward dict with at least "score"; the caller knows the row's ground truth.
 RewardFn = Callable[[int, list[int]], dict[str, float]]
@@ -306,7 +306,7 @@ def source_q_metrics(batch: DataProto, acc_key: str, guide_min_acc: float) -> di
         generated = [r for r in rows if not is_guide[r]]
         policy_acc.append(float(acc[generated].mean()))
         guide_correct.append(int(any(acc[r] >= guide_min_acc for r in rows if is_guide[r])))
-    failing = int(sum(acc == 0.0 for acc in policy_acc))
+    failing = len(failing_prompts(policy_acc))
     if not failing:
         return {"npo/signal/q_prompts": 0.0}
     return {

@@ -44,6 +44,11 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     return 1.0 - math.comb(num_samples - num_correct, k) / math.comb(num_samples, k)
 
 
+def failing_prompts(policy_acc: Sequence[float], fail_max_acc: float = 0.0) -> np.ndarray:
+    """Indices of the prompts the current policy fails: the one definition Q is measured over."""
+    return np.flatnonzero(np.asarray(policy_acc, dtype=np.float64) <= fail_max_acc)
+
+
 def estimate_q(
     policy_acc: np.ndarray,
     guide_samples: np.ndarray,
@@ -55,10 +60,9 @@ def estimate_q(
 
     Arrays are per prompt. ``k=None`` uses each prompt's own sample count (any verified-correct sample counts).
     """
-    policy_acc = np.asarray(policy_acc, dtype=np.float64)
     guide_samples = np.asarray(guide_samples, dtype=np.int64)
     guide_correct = np.asarray(guide_correct, dtype=np.int64)
-    failing = np.flatnonzero(policy_acc <= fail_max_acc)
+    failing = failing_prompts(policy_acc, fail_max_acc)
     if failing.size == 0:
         return float("nan")
     return float(

@@ -58,7 +58,7 @@ from npo_ext.injection import (
 )
 from npo_ext.persist import NPOStateError, atomic_torch_save, atomic_write_json, read_json
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
-from npo_ext.signals import effective_signal, estimate_q
+from npo_ext.signals import effective_signal, estimate_q, failing_prompts
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.exgrpo.replay import ExperienceReplay
@@ -420,7 +420,7 @@ class RayNPOTrainer(RayPPOTrainer):
         seen = [i for i, e in enumerate(entries) if e is not None and e.q_unbiased]
         if not seen:
             return {}
-        failing = sum(policy_acc[i] == 0.0 for i in seen)
+        failing = len(failing_prompts([policy_acc[i] for i in seen]))
         if not failing:
             return {"npo/signal/q_prompts": 0.0}
         k = min(self.npo.q_k, *(entries[i].num_samples for i in seen))
