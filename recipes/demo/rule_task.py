@@ -4,10 +4,12 @@ Each prompt names one code word inside a context of filler words; the answer is 
 assigns to the code word. The map is balanced (every colour answers ``num_words / num_colours`` code words), and the
 held-out split crosses ``val_contexts`` contexts with every code word, so an answer that ignores the code word, a
 constant colour or any function of the context, scores exactly chance (1 / ``num_colours``) there. Held-out
-contexts never occur in training or in the warm start, so no held-out prompt occurs verbatim in training. The
-warm start teaches the answer format, and reading a code word on a map of other code words (``warmup_words``), so
-the task's words start near chance and RL learns their colours. Text only (the VL model gets no image), so steps are
-fast; the reward is the project's ``verifiers`` (answer inside ``<answer> </answer>``).
+contexts are made of their own filler words (``val_fillers`` of them), which never appear next to a task word in
+training or in the warm start: a held-out prompt shares only the template and the code word with training. The
+warm start teaches the answer format, and reading a code word on a map of other code words (``warmup_words``, asked
+in every context, so any filler reads as noise), so the task's words start near chance and RL learns their colours.
+Text only (the VL model gets no image), so steps are fast; the reward is the project's ``verifiers`` (answer inside
+``<answer> </answer>``).
 
     python -m recipes.demo.rule_task DIR [--seed 0]    # DIR/data/{train,val}.parquet and DIR/model
 """
@@ -40,6 +42,7 @@ class RuleTask:
     warmup_words: int = 8
     train_size: int = 256
     val_contexts: int = 16
+    val_fillers: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +51,10 @@ class RuleTask:
         for name in ("num_words", "warmup_words"):
             if getattr(self, name) <= 0 or getattr(self, name) % self.num_colours:
                 raise ValueError(f"{name} must be a positive multiple of num_colours ({self.num_colours}): {self}")
+        if not 0 < self.val_fillers < len(FILLERS) or self.val_contexts > sum(
+            self.val_fillers**size for size in range(1, MAX_FILLERS + 1)
+        ):
+            raise ValueError(f"val_fillers must leave filler words for training and make val_contexts: {self}")
 
     @property
     def val_size(self) -> int:
@@ -68,10 +75,16 @@ class RuleTask:
 
     @cached_property
     def contexts(self) -> dict[str, list[tuple[str, ...]]]:
-        """Filler sequences (1 to ``MAX_FILLERS`` words) split into disjoint train and held-out sets."""
-        every = [c for size in range(1, MAX_FILLERS + 1) for c in itertools.product(FILLERS, repeat=size)]
-        random.Random(f"{self.seed}-contexts").shuffle(every)
-        return {"val": every[: self.val_contexts], "train": every[self.val_contexts :]}
+        """Filler sequences (1 to ``MAX_FILLERS`` words): held-out ones from ``val_fillers`` seeded filler words,
+        training ones from the rest, so the two share no word."""
+        rng = random.Random(f"{self.seed}-contexts")
+        fillers = rng.sample(FILLERS, len(FILLERS))
+        held_out, train = fillers[: self.val_fillers], fillers[self.val_fillers :]
+
+        def sequences(words: list[str]) -> list[tuple[str, ...]]:
+            return [c for size in range(1, MAX_FILLERS + 1) for c in itertools.product(words, repeat=size)]
+
+        return {"val": rng.sample(sequences(held_out), self.val_contexts), "train": sequences(train)}
 
     def prompt(self, word: str, context: tuple[str, ...]) -> str:
         # the code word comes last, next to the answer: the tiny model attends over a few tokens, not a sentence
@@ -135,7 +148,8 @@ def warm_start(model, tokenizer, task: RuleTask, steps: int = 300, batch_size: i
             for i in range(batch_size):
                 spread = step >= steps * 3 // 4 and i % 4 == 0
                 word = rng.choice(words) if spread else rng.choice(list(warmup))
-                messages = [{"role": "user", "content": task.prompt(word, rng.choice(task.contexts["train"]))}]
+                contexts = task.contexts["train"] if spread else rng.choice(list(task.contexts.values()))
+                messages = [{"role": "user", "content": task.prompt(word, rng.choice(contexts))}]
                 prompts.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
                 colour = warmup[word] if word in warmup else rng.choice(colours)
                 targets.append(f"<answer> {colour} </answer><|im_end|>")
@@ -179,8 +193,12 @@ def main() -> None:
     parser.add_argument("--num-colours", type=int, default=RuleTask.num_colours)
     parser.add_argument("--warmup-words", type=int, default=RuleTask.warmup_words)
     parser.add_argument("--val-contexts", type=int, default=RuleTask.val_contexts)
+    parser.add_argument("--val-fillers", type=int, default=RuleTask.val_fillers)
     args = parser.parse_args()
-    task = RuleTask(args.num_words, args.num_colours, args.warmup_words, val_contexts=args.val_contexts, seed=args.seed)
+    task = RuleTask(
+        args.num_words, args.num_colours, args.warmup_words, val_contexts=args.val_contexts,
+        val_fillers=args.val_fillers, seed=args.seed,
+    )  # fmt: skip
     print(build(args.out_dir, task))
 
 

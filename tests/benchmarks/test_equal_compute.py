@@ -27,7 +27,7 @@ def test_the_study_writes_table_csv_and_curves_and_resumes(tmp_path):
     first = study(tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
-    assert [(r["method"], r["seed"]) for r in runs] == [("grpo", 0), ("npo_cheap_reuse", 0)]
+    assert [(r["method"], r["seed"], r["attempts"]) for r in runs] == [("grpo", 0, 1), ("npo_cheap_reuse", 0, 1)]
     npo = runs[1]["records"]
     # the look-ahead counts on the compute axes: NPO ends with more optimizer steps than kept steps
     assert max(r.get("npo/compute/optimizer_steps", 0) for r in npo) == 6 + 4
@@ -43,7 +43,8 @@ def test_the_study_writes_table_csv_and_curves_and_resumes(tmp_path):
     assert set(rows) == {"GRPO", "repeated NPO, `reuse`"}
     ratio = float(rows["GRPO"]["kept steps: ratio"])  # NaN when the target is met before the first step
     assert rows["GRPO"]["reached"] == "0" or ratio == 1.0 or math.isnan(ratio)
-    assert "| repeated NPO, `reuse` |" in (tmp_path / "table.md").read_text()
+    table = (tmp_path / "table.md").read_text()
+    assert "| repeated NPO, `reuse` |" in table and "Wall time of the invocation that wrote this table" in table
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
 
     again = study(tmp_path)

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from recipes.demo.rule_task import RuleTask
+from recipes.demo.rule_task import FILLERS, INSTRUCTION, RuleTask
 
 SEEDS = range(16)
 
@@ -36,12 +36,24 @@ def test_the_best_answer_from_the_context_alone_scores_chance(seed):
     assert best / len(rows) == pytest.approx(1 / task.num_colours)
 
 
+def context_words(text: str) -> set[str]:
+    """The filler words of a prompt: everything before the instruction."""
+    context, _, rest = text.partition(". ")
+    assert rest.startswith(INSTRUCTION), text
+    return set(context.split())
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_held_out_prompts_share_no_text_with_training(seed):
+def test_held_out_prompts_share_no_text_with_training_but_the_template_and_the_code_word(seed):
     task = RuleTask(seed=seed)
-    train = {text for text, _ in answers(task, "train")}
-    assert not train & {text for text, _ in answers(task, "val")}
-    assert not set(task.contexts["train"]) & set(task.contexts["val"]), "the warm start draws training contexts"
+    train = [text for text, _ in answers(task, "train")]
+    val = [text for text, _ in answers(task, "val")]
+    train_words = set().union(*map(context_words, train))
+    val_words = set().union(*map(context_words, val))
+    assert len(val_words) == task.val_fillers and len(train_words) == len(FILLERS) - task.val_fillers
+    assert not train_words & val_words
+    # the warm start asks task words only in training contexts
+    assert not {w for context in task.contexts["train"] for w in context} & val_words
 
 
 def test_every_code_word_is_asked_in_both_splits():
@@ -60,6 +72,8 @@ def test_the_warm_start_reads_other_code_words_than_the_task_asks():
         ({"num_words": 6, "num_colours": 4}, "num_words must be a positive multiple"),
         ({"warmup_words": 6, "num_colours": 4}, "warmup_words must be a positive multiple"),
         ({"num_words": 16, "warmup_words": 16}, "at most 24 code words"),
+        ({"val_fillers": 12}, "val_fillers must leave filler words"),
+        ({"val_fillers": 2, "val_contexts": 15}, "val_fillers must leave filler words"),
     ],
 )
 def test_a_task_that_could_not_be_balanced_is_refused(fields, message):
