@@ -7,10 +7,10 @@
 θ_T (``DIR/global_step_T``) samples k responses per prompt: the prompts it fails (all k wrong) are where Q is
 measured. Each θ_{T+Δ} samples k responses per prompt; Q(Δ) is its pass@min(q_k, k) on those prompts and V(Δ) the
 per-token 1 + χ² of θ_T against θ_{T+Δ} on its samples, with the estimator training uses (``npo_ext.signals``:
-exact on the guide's top-k ids, the rest from the sampled token). The table is built by the same function AutoNPO
-uses (``npo_ext.delta_selection.candidate_table``), so the same checkpoints and prompts give the same Δ* in both;
-AutoNPO's prompts are its mistake pool's, the probe's are ``--prompts``. S = Q / V, and Δ* follows the trainer's rule.
-Writes ``probe.csv`` and ``probe.png`` under ``--out``.
+exact on the guide's top-k ids, the tail from draws); each with a bootstrap 95 % interval over the probe prompts.
+The table is built by the same function AutoNPO uses (``npo_ext.delta_selection.candidate_table``), so the same
+checkpoints and prompts give the same Δ* in both; AutoNPO's prompts are its mistake pool's, the probe's are
+``--prompts``. S = Q / V, and Δ* follows the trainer's rule. Writes ``probe.csv`` and ``probe.png`` under ``--out``.
 
 The other guidance sources are measured on the same failed prompts (``--teacher-field``: LUFFY's trace in
 ``extra_info``; ``--experience-file``: RLEP's file; ``--replay-pool``: ExGRPO's pool as a checkpoint saved it), one
@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from npo_ext.delta_selection import Candidate, Decision, candidate_table, select_delta
-from npo_ext.signals import effective_signal, pass_at_1_q
+from npo_ext.signals import effective_signal, pass_at_1_q, v_from_rows
 
 DEFAULT_BACKEND = "recipes.npo.probe_backend"
 
@@ -53,8 +53,9 @@ class ProbeBackend(Protocol):
         """k responses per prompt from the loaded policy; returns the verified-correct count per prompt and, with
         ``samples_dir``, stores what V needs of the responses there."""
 
-    def variance_cost(self, samples_dir: Path) -> float:
-        """V of the responses in ``samples_dir`` under the loaded policy."""
+    def variance_rows(self, samples_dir: Path) -> np.ndarray:
+        """V's per-response sums (``npo_ext.signals.Chi2TopK.rows``) of the responses in ``samples_dir`` under the
+        loaded policy, in sampling order: k consecutive responses per prompt."""
 
     def external_correct(self, source: str, where: str) -> np.ndarray:
         """Per prompt, 1 where an external source holds a verified-correct trajectory: ``teacher`` (the trace in
@@ -75,6 +76,9 @@ class SourceSignal:
         return effective_signal(self.q, self.v)
 
 
+Band = dict[str, tuple[float, float]]  # "q", "v", "s" -> 95 % interval
+
+
 def probe(
     backend: ProbeBackend,
     anchor: int,
@@ -83,9 +87,9 @@ def probe(
     q_k: int,
     work: Path,
     external: Sequence[tuple[str, str]] = (),
-) -> tuple[list[Candidate], list[SourceSignal]]:
-    """Q, V and S for each Δ (a progress bar over the 1 + 2·len(deltas) policy passes), and Q of each ``external``
-    source ``(kind, where)`` on the prompts θ_T fails."""
+) -> tuple[list[Candidate], list[SourceSignal], dict[int, Band]]:
+    """Q, V and S for each Δ (a progress bar over the 1 + 2·len(deltas) policy passes) with their intervals over
+    prompts, and Q of each ``external`` source ``(kind, where)`` on the prompts θ_T fails."""
     with tqdm(total=1 + 2 * len(deltas), desc="probe", unit="pass") as bar:
         backend.load(anchor)
         anchor_correct = backend.sample(k, None)
@@ -101,21 +105,63 @@ def probe(
             correct[delta] = backend.sample(k, work / f"samples_{delta}")
             bar.update()
         backend.load(anchor)
-        v = {}
+        v_rows = {}
         for delta in deltas:
-            v[delta] = backend.variance_cost(work / f"samples_{delta}")
+            v_rows[delta] = backend.variance_rows(work / f"samples_{delta}")
             bar.update()
-        rows = candidate_table(anchor_correct, k, correct, v, q_k)
+        rows = candidate_table(anchor_correct, k, correct, {d: v_from_rows(r) for d, r in v_rows.items()}, q_k)
     near_future = [SourceSignal(f"near_future (Δ={r.delta})", r.q, r.v) for r in rows]
-    return rows, near_future + sources
+    return rows, near_future + sources, prompt_bootstrap(anchor_correct, k, correct, v_rows, q_k)
 
 
-def write_csv(rows: Sequence[Candidate], decision: Decision, path: Path) -> None:
+def prompt_bootstrap(
+    anchor_correct: Sequence[int],
+    k: int,
+    correct: dict[int, np.ndarray],
+    v_rows: dict[int, np.ndarray],
+    q_k: int,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict[int, Band]:
+    """Per Δ, 95 % percentile intervals of Q, V and S over the probe prompts resampled with replacement: a prompt
+    carries its θ_T and θ_{T+Δ} counts and its k responses' V sums, and each resample is read by
+    :func:`candidate_table`, as the point values are. NaN where no resample defines the value."""
+    anchor = np.asarray(anchor_correct)
+    prompts = anchor.size
+    per_prompt = {}
+    for delta, rows in v_rows.items():
+        if len(rows) % max(prompts, 1):
+            raise ValueError(f"Δ={delta}: {len(rows)} V rows do not split into {prompts} prompts' responses")
+        per_prompt[delta] = np.asarray(rows).reshape(prompts, -1, 3)
+    rng = np.random.default_rng(seed)
+    values: dict[int, list[tuple[float, float, float]]] = {d: [] for d in correct}
+    for _ in range(draws):
+        pick = rng.integers(0, prompts, prompts)
+        v = {d: v_from_rows(r[pick]) for d, r in per_prompt.items()}
+        for row in candidate_table(anchor[pick], k, {d: np.asarray(c)[pick] for d, c in correct.items()}, v, q_k):
+            values[row.delta].append((row.q, row.v, row.s))
+    bands = {}
+    for delta, triples in values.items():
+        columns = np.array(triples, dtype=np.float64).T
+        bands[delta] = {name: _interval(col) for name, col in zip("qvs", columns, strict=True)}
+    return bands
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def write_csv(rows: Sequence[Candidate], bands: dict[int, Band], decision: Decision, path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["delta", "q", "v", "s", "chosen"])
+        writer.writerow(["delta", "q", "v", "s", "chosen", "q_low", "q_high", "v_low", "v_high", "s_low", "s_high"])
         for row in rows:
-            writer.writerow([row.delta, row.q, row.v, row.s, int(row.delta == decision.delta)])
+            band = [x for name in "qvs" for x in bands[row.delta][name]]
+            writer.writerow([row.delta, row.q, row.v, row.s, int(row.delta == decision.delta), *band])
 
 
 def write_sources_csv(sources: Sequence[SourceSignal], path: Path) -> None:
@@ -149,8 +195,8 @@ def plot_sources(sources: Sequence[SourceSignal], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def plot(rows: Sequence[Candidate], decision: Decision, path: Path, title: str) -> None:
-    """Three panels, Q, V and S against Δ, with Δ* marked."""
+def plot(rows: Sequence[Candidate], bands: dict[int, Band], decision: Decision, path: Path, title: str) -> None:
+    """Three panels, Q, V and S against Δ with their 95 % intervals over prompts, Δ* marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,6 +206,7 @@ def plot(rows: Sequence[Candidate], decision: Decision, path: Path, title: str) 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, name, label in zip(axes, "qvs", ("Q (strong enough)", "V (close enough)", "S = Q / V"), strict=True):
         ax.plot(deltas, [getattr(r, name) for r in rows], marker="o")
+        ax.fill_between(deltas, *zip(*(bands[d][name] for d in deltas), strict=True), alpha=0.2)
         if decision.delta is not None:
             ax.axvline(decision.delta, color="tab:red", linestyle="--", label=f"Δ* = {decision.delta}")
             ax.legend()
@@ -217,13 +264,14 @@ def main(argv: Sequence[str] | None = None) -> list[Candidate]:
     external += [("experience_file", str(args.experience_file))] if args.experience_file else []
     external += [("replay", str(args.replay_pool))] if args.replay_pool else []
     try:
-        rows, sources = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
+        rows, sources, bands = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
     finally:
         getattr(backend, "close", lambda: None)()
     decision = select_delta(rows)
-    write_csv(rows, decision, args.out / "probe.csv")
+    write_csv(rows, bands, decision, args.out / "probe.csv")
     plot(
         rows,
+        bands,
         decision,
         args.out / "probe.png",
         f"near-future guides of θ_{args.anchor} ({args.prompts.name}, k={args.k})",
@@ -232,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> list[Candidate]:
     plot_sources(sources, args.out / "sources.png", f"guidance sources for θ_{args.anchor} ({args.prompts.name})")
     for row in rows:
         s = "nan" if math.isnan(row.s) else f"{row.s:.4g}"
-        print(f"delta={row.delta} Q={row.q:.4g} V={row.v:.4g} S={s}")
+        band = " ".join(f"{n.upper()}∈[{lo:.4g}, {hi:.4g}]" for n, (lo, hi) in bands[row.delta].items())
+        print(f"delta={row.delta} Q={row.q:.4g} V={row.v:.4g} S={s} ({band})")
     for source in sources[len(rows) :]:
         print(f"source={source.source} Q={source.q:.4g} V=n/a")
     written = "probe.csv, probe.png, sources.csv and sources.png"

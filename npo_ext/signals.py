@@ -112,22 +112,33 @@ def chi2_topk_terms(cur: TopKScores, guide: TopKScores) -> tuple[torch.Tensor, t
 
 
 class Chi2TopK:
-    """Token-weighted V over several batches of guide samples: ``max(mean estimate, mean lower bound)``."""
+    """Token-weighted V over several batches of guide samples: ``max(mean estimate, mean lower bound)``. The sums are
+    kept per response (one row per sequence), so V of any subset of responses, a bootstrap over prompts, is exact."""
 
     def __init__(self) -> None:
-        self.estimate = self.bound = self.tokens = 0.0
+        self._rows: list[np.ndarray] = []
 
     def add(self, cur: TopKScores, guide: TopKScores, mask: torch.Tensor) -> None:
         estimate, bound = chi2_topk_terms(cur, guide)
         mask = mask.double()
-        self.estimate += float((estimate * mask).sum())
-        self.bound += float((bound * mask).sum())
-        self.tokens += float(mask.sum())
+        terms = torch.stack([estimate * mask, bound * mask, mask], -1)  # (..., T, 3)
+        self._rows.append(terms.reshape(-1, mask.shape[-1], 3).sum(1).cpu().numpy())
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Per response: its summed estimate, summed lower bound and token count, ``(responses, 3)``."""
+        return np.concatenate(self._rows) if self._rows else np.zeros((0, 3))
 
     @property
     def value(self) -> float:
         """V; NaN without any token."""
-        return max(self.estimate, self.bound) / self.tokens if self.tokens else float("nan")
+        return v_from_rows(self.rows)
+
+
+def v_from_rows(rows: np.ndarray) -> float:
+    """V of a set of responses from their per-response sums (:attr:`Chi2TopK.rows`); NaN without any token."""
+    estimate, bound, tokens = np.asarray(rows, dtype=np.float64).reshape(-1, 3).sum(0)
+    return float(max(estimate, bound) / tokens) if tokens else float("nan")
 
 
 def chi2_second_moment_topk(cur: TopKScores, guide: TopKScores, mask: torch.Tensor | None = None) -> float:

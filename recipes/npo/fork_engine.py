@@ -33,7 +33,7 @@ from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
 from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
-from npo_ext.signals import Chi2TopK, TopKScores
+from npo_ext.signals import Chi2TopK, TopKScores, v_from_rows
 from recipes.npo.topk_forward import SEQUENCE_TENSORS, actor_log_probs_at, actor_topk
 
 if TYPE_CHECKING:
@@ -253,6 +253,10 @@ class VerlForkEngine:
 
     def variance_cost(self, samples_dir: Path) -> float:
         """Token-weighted V over every stored sample file, under the actor's current weights."""
+        return v_from_rows(self.variance_rows(samples_dir))
+
+    def variance_rows(self, samples_dir: Path) -> np.ndarray:
+        """V's per-response sums (``Chi2TopK.rows``) over every stored sample file, in file and row order."""
         self._sleep_rollout()
         total = Chi2TopK()
         for path in sorted(samples_dir.glob("batch_*.pt")):
@@ -267,7 +271,7 @@ class VerlForkEngine:
                 TopKScores(guide["log_probs"], guide["draw_log_probs"], guide["tail"]),
                 sample.batch["response_mask"],
             )
-        return total.value
+        return total.rows
 
     # --- AutoNPO probing ------------------------------------------------------------------------------------------
 

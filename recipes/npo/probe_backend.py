@@ -55,8 +55,8 @@ class VerlProbeBackend:
         acc = np.asarray(output.non_tensor_batch[npo.acc_key], dtype=np.float64).reshape(len(batch), k)
         return (acc >= npo.guide_min_acc).sum(-1)
 
-    def variance_cost(self, samples_dir: Path) -> float:
-        return self.trainer.fork_engine.variance_cost(samples_dir)
+    def variance_rows(self, samples_dir: Path) -> np.ndarray:
+        return self.trainer.fork_engine.variance_rows(samples_dir)
 
     def external_correct(self, source: str, where: str) -> np.ndarray:
         nt = {k: v for k, v in self.batch_dict.items() if isinstance(v, np.ndarray)}

@@ -105,6 +105,9 @@ def test_probe_writes_finite_q_v_s_for_every_delta(probed):
         # θ_{1+Δ} has trained Δ steps past θ_1, so the χ² distance is positive (top-k V is a lower bound, >= 1)
         assert v > 1.0
         assert s == pytest.approx(q / v)
+        # each with its interval over the probe prompts, from the per-response V sums the backend returns
+        v_low, v_high = float(row["v_low"]), float(row["v_high"])
+        assert 1.0 <= v_low <= v <= v_high and float(row["q_low"]) <= q <= float(row["q_high"])
     chosen = [int(r["delta"]) for r in rows if r["chosen"] == "1"]
     best = max(rows, key=lambda r: float(r["s"]))
     assert chosen == ([int(best["delta"])] if float(best["q"]) > 0 else [])

@@ -33,13 +33,16 @@ class FakeBackend:
         self.calls.append(("sample", self.step))
         if samples_dir is not None:
             samples_dir.mkdir(parents=True)
-            (samples_dir / "policy").write_text(str(self.step))
+            (samples_dir / "policy").write_text(f"{self.step} {k}")
         solved = 0 if self.step == 10 else min(self.step - 10, 3)
         return np.array([k if i < solved else 0 for i in range(PROMPTS - 1)] + [k])
 
-    def variance_cost(self, samples_dir):
-        sampler = int((samples_dir / "policy").read_text())
-        return 1.0 + 0.05 * (sampler - self.step) ** 2
+    def variance_rows(self, samples_dir):
+        """k responses per prompt of 2 tokens each; prompt i's responses are 1 + i/10 times as costly as the mean."""
+        sampler, k = map(int, (samples_dir / "policy").read_text().split())
+        v = 1.0 + 0.05 * (sampler - self.step) ** 2
+        scale = np.repeat(1.0 + (np.arange(PROMPTS) - (PROMPTS - 1) / 2) / 10, k)
+        return np.stack([2 * v * scale, np.full(PROMPTS * k, 2.0), np.full(PROMPTS * k, 2.0)], -1)
 
     def external_correct(self, source, where):
         """The teacher solves prompts 0, 1 and 3; the experience file holds prompts 2 and 3."""
@@ -49,9 +52,16 @@ class FakeBackend:
 
 def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
     backend = FakeBackend()
-    rows, _ = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    rows, _, bands = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
     assert [(r.delta, r.q) for r in rows] == [(1, 1 / 3), (2, 2 / 3), (4, 1.0)]
     assert [r.v for r in rows] == pytest.approx([1.05, 1.2, 1.8])
+    # over prompts: Δ=1 solves one of the three failed prompts, so Q spans 0 to 1 across resamples; Δ=4 solves all;
+    # V varies with which prompts are drawn (their responses cost 0.85 to 1.15 times the mean)
+    assert bands[1]["q"] == (0.0, 1.0) and bands[4]["q"] == (1.0, 1.0)
+    for row in rows:
+        low, high = bands[row.delta]["v"]
+        assert low < row.v < high and low >= 0.85 * row.v and high <= 1.15 * row.v
+        assert bands[row.delta]["s"][0] <= row.s <= bands[row.delta]["s"][1]
     # θ_T first, then each candidate samples, then θ_T scores every candidate's samples
     assert backend.calls[:2] == [("load", 10), ("sample", 10)]
     assert backend.calls[-1] == ("load", 10)
@@ -61,7 +71,7 @@ def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
 def test_external_sources_are_measured_on_the_prompts_the_anchor_fails(tmp_path):
     backend = FakeBackend()
     external = [("teacher", "teacher_response"), ("experience_file", "/runs/e.jsonl")]
-    rows, sources = probe_cli.probe(backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external)
+    rows, sources, _ = probe_cli.probe(backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external)
     # θ_10 fails prompts 0-2: the teacher solves 2 of them, the file holds 1 of them (prompt 3 is not failed)
     assert [(s.source, s.q) for s in sources] == [
         ("near_future (Δ=1)", rows[0].q), ("teacher (teacher_response)", 2 / 3), ("experience_file (e.jsonl)", 1 / 3)

@@ -8,6 +8,7 @@ import torch
 
 from npo_ext.signals import (
     VARIANCE_ESTIMATORS,
+    Chi2TopK,
     TopKScores,
     chi2_second_moment,
     chi2_topk_terms,
@@ -17,6 +18,7 @@ from npo_ext.signals import (
     pass_at_k,
     sampled_ratio_second_moment,
     sampled_ratio_variance,
+    v_from_rows,
 )
 
 
@@ -208,3 +210,31 @@ def test_pass_at_1_q_counts_one_trajectory_per_prompt_on_the_failed_prompts_only
     # prompts 0 and 2 fail; the source's trajectory is correct on 0 and 1: Q = 1/2 (prompt 1 is not failed)
     assert pass_at_1_q([0.0, 0.5, 0.0], [1, 1, 0]) == 0.5
     assert math.isnan(pass_at_1_q([0.5, 1.0], [1, 1])), "no failed prompt: Q is undefined"
+
+
+def random_scores(rows: int, tokens: int, k: int, draws: int, seed: int) -> TopKScores:
+    g = torch.Generator().manual_seed(seed)
+    return TopKScores(
+        -torch.rand(rows, tokens, k, generator=g) - 1.0,
+        -torch.rand(rows, tokens, draws, generator=g) - 3.0,
+        -torch.rand(rows, tokens, generator=g) - 0.5,
+    )
+
+
+def test_v_of_any_subset_of_responses_is_read_exactly_from_the_per_response_sums():
+    cur, guide = random_scores(6, 5, 3, 2, seed=0), random_scores(6, 5, 3, 2, seed=1)
+    mask = (torch.arange(5) < torch.tensor([5, 3, 4, 1, 5, 2]).unsqueeze(-1)).float()  # responses of 1 to 5 tokens
+    whole = Chi2TopK()
+    whole.add(cur, guide, mask)
+    assert whole.rows.shape == (6, 3) and whole.rows[:, 2].tolist() == [5, 3, 4, 1, 5, 2]
+    subset = [0, 3, 3, 5]  # a bootstrap draw: responses repeated and left out
+    alone = Chi2TopK()
+    pick = torch.tensor(subset)
+    alone.add(
+        TopKScores(cur.topk[pick], cur.draws[pick], cur.tail[pick]),
+        TopKScores(guide.topk[pick], guide.draws[pick], guide.tail[pick]),
+        mask[pick],
+    )
+    assert v_from_rows(whole.rows[subset]) == pytest.approx(alone.value)
+    assert whole.value == pytest.approx(v_from_rows(whole.rows)) and whole.value >= 1.0
+    assert math.isnan(Chi2TopK().value)
