@@ -2,10 +2,23 @@
 # Set up both CPU environments (if needed), lint, and run the whole test suite, slow tests included. The suite runs
 # in .venv (plus slurm-wlm, munge and shellcheck from apt); the vLLM-path tests
 # (tests/integration/test_npo_vllm_cpu_e2e.py) start their runs with .venv-vllm.
+#
+#   bash scripts/test.sh [--fast] [pytest args...]
+#
+# --fast: the contributor's tier, everything but the tests marked slow (the end-to-end runs through Ray, the FSDP
+# actor, vLLM or Slurm); it needs only .venv. CI runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FAST=0
+if [[ ${1:-} == --fast ]]; then
+  FAST=1
+  shift
+  set -- -m "not slow" "$@"
+fi
 bash scripts/setup_cpu.sh
-bash scripts/setup_cpu.sh --vllm
+if ((!FAST)); then
+  bash scripts/setup_cpu.sh --vllm
+fi
 # tests/slurm starts a real 2-node Slurm (Debian's slurm-wlm + munge), each node a network namespace (iproute2);
 # the linter checks the launch scripts
 PACKAGES=(slurm-wlm munge shellcheck iproute2)

@@ -320,6 +320,11 @@ class RayNPOTrainer(RayPPOTrainer):
         self.compute.scored_tokens += int(batch.batch["response_mask"].sum())
         self.compute.save(self.compute_path)
 
+    def record_external(self, output: DataProto) -> None:
+        """Count the response tokens of guides the run did not generate (a teacher's, an experience file's)."""
+        if self.guidance.source in EXTERNAL_SOURCES:
+            self.compute.external_tokens += guide_response_tokens(output)
+
     def stage_metrics(self, metrics: dict[str, float]) -> None:
         """Metrics logged with the next actor update."""
         self._pending_metrics.update(metrics)
@@ -377,8 +382,7 @@ class RayNPOTrainer(RayPPOTrainer):
         )
         if source is not self.fork_manager.pool:
             self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
-        if self.guidance.source in EXTERNAL_SOURCES:
-            self.compute.external_tokens += guide_response_tokens(output)
+        self.record_external(output)
 
     def generate_appended(self, prompts: DataProto, source: GuidanceSource, rollout: Any) -> DataProto:
         """RLEP's mixing: generate only each group's fresh rows, then append its guides (see
@@ -406,8 +410,7 @@ class RayNPOTrainer(RayPPOTrainer):
         output.non_tensor_batch["uid"] = nt["uid"]
         self._pending_metrics.update(metrics)
         self._pending_metrics.update(source_q_metrics(output, self.npo.acc_key, self.npo.guide_min_acc))
-        if self.guidance.source in EXTERNAL_SOURCES:
-            self.compute.external_tokens += guide_response_tokens(output)
+        self.record_external(output)
         return output
 
     def _q_metric(self, keys: Sequence[str], acc: Sequence[float]) -> dict[str, float]:
