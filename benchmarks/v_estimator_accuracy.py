@@ -75,6 +75,7 @@ def estimates(current: torch.Tensor, guide: torch.Tensor, k: int, draws: int, se
         TopKScores(kept.log_probs, kept.draw_log_probs, kept.tail),
         mask,
     )
+    _, bound_sum, tokens = trainer.rows.sum(0)
     cur_lp, guide_lp = torch.log_softmax(current.float(), -1), torch.log_softmax(guide.float(), -1)
     head = torch.exp(2.0 * cur_values[:, :k].double() - kept.log_probs.double()).sum(-1)
     cur_rest = (1.0 - cur_values[:, :k].double().exp().sum(-1)).clamp_min(0.0)
@@ -85,7 +86,7 @@ def estimates(current: torch.Tensor, guide: torch.Tensor, k: int, draws: int, se
     return {
         "full": chi2_second_moment(cur_lp, guide_lp),
         "trainer": trainer.value,
-        "bound": trainer.bound / trainer.tokens,
+        "bound": float(bound_sum / tokens),
         "lumped_1_minus": float(previous.mean()),
         "sampled": float(w_sq.mean()),
     }

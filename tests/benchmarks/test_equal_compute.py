@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BATCH = yaml.safe_load((ROOT / "recipes/npo/config/npo_rule_cpu.yaml").read_text())["data"]["train_batch_size"]
 
 
 def study(out: Path) -> subprocess.CompletedProcess:
@@ -32,11 +34,11 @@ def test_the_study_writes_table_csv_and_curves_and_resumes(tmp_path):
     # the look-ahead counts on the compute axes: NPO ends with more optimizer steps than kept steps
     assert max(r.get("npo/compute/optimizer_steps", 0) for r in npo) == 6 + 4
     assert max(r.get("training/global_step", 0) for r in npo) == 6
-    # the cheap collection saw the look-ahead: every prompt of the 4 window batches x 8 prompts is accounted for,
+    # the cheap collection saw the look-ahead: every prompt of the 4 window batches is accounted for,
     # and a prompt is only sampled when the look-ahead found no verified response for it
     collected = next(r for r in npo if "npo/collect/sampled_prompts" in r)
     counts = [collected[f"npo/collect/{k}_prompts"] for k in ("sampled", "reused", "skipped")]
-    assert sum(counts) == 4 * 8, counts
+    assert sum(counts) == 4 * BATCH, counts
     assert collected["npo/compute/guide_tokens"] <= counts[0] * 8 * 12, "guide_n 8, at most 12 tokens per response"
     with open(tmp_path / "summary.csv") as f:
         rows = {r["row"]: r for r in csv.DictReader(f)}
