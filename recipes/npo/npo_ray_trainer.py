@@ -1,6 +1,7 @@
 """RayNPOTrainer: verl 0.9.1's RayPPOTrainer with NPO interventions, without copying ``fit()``.
 
-``fit()`` is inherited unchanged. NPO hooks in at the seams ``fit()`` already calls:
+``fit()`` is verl's, called with NPO's step logger in place (``recipes/npo/step_logger.py``). NPO hooks in at the
+seams ``fit()`` already calls:
 
 * the train dataloader is wrapped (:class:`ReplayableDataLoader`): at each step boundary the fork manager may
   snapshot, finish a look-ahead, collect guides and roll back (rewinding the data stream);
@@ -27,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
-from unittest import mock
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ from recipes.npo.guards import check_batch_layout, check_image_budget, check_ver
 from recipes.npo.guided_loss import mark_guide_tokens, shaped_weight_mean
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
+from recipes.npo.step_logger import logging_with
 
 logger = logging.getLogger(__name__)
 
@@ -569,7 +570,7 @@ class RayNPOTrainer(RayPPOTrainer):
         return None if latest is None else Path(latest)
 
     def fit(self) -> None:
-        """verl's ``fit()``, with the step logger marking look-ahead steps (see module docstring)."""
+        """verl's ``fit()``, unchanged, run with the step logger that marks look-ahead steps (module docstring)."""
         import verl.utils.tracking as tracking
 
         trainer = self
@@ -584,7 +585,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 print(npo_summary(step, data), flush=True)
                 super().log(data, trainer.compute.optimizer_steps, backend)
 
-        with mock.patch.object(tracking, "Tracking", NPOTracking):
+        with logging_with(NPOTracking):
             return super().fit()
 
 
