@@ -60,3 +60,13 @@ def test_npo_ext_takes_verl_only_as_dataproto_and_loads_no_module_by_name():
 
 def test_tests_are_not_an_importable_package():
     assert not list((ROOT / "tests").rglob("__init__.py"))
+
+
+def test_the_backbone_imports_no_baseline_recipe():
+    # recipes/npo is the backbone every method plugs into (recipes/common/guidance_plugin.py); a baseline's folder
+    # may import the backbone, never the other way round, so there is no package cycle
+    baselines = {"recipes.luffy", "recipes.rlep", "recipes.exgrpo"}
+    for package in ("recipes/npo", "recipes/common"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for name in imported_modules(path):
+                assert not any(name == b or name.startswith(b + ".") for b in baselines), f"{path} imports {name}"
