@@ -5,10 +5,10 @@ anchor of one GRPO run, with 95 % intervals over the probe prompts.
                                        [--deltas 1,2,4,8] [--k 8] [--docs DIR]
 
 A GRPO run on ``recipes/demo/rule_task.py`` (the equal-compute study's task and recipe) saves a checkpoint after
-every step; ``python -m npo_ext.probe`` then measures, at each anchor T, Q on the held-out prompts θ_T fails and V of
-θ_{T+Δ}'s samples under θ_T, for every Δ. verl saves no checkpoint before the first step, so the early anchor is
-T = 1 (the paper's is T = 0). Writes ``table.md`` and ``s_of_delta.png``; both steps are skipped when their output
-exists (resumable).
+every step; ``python -m recipes.npo.probe`` then measures, at each anchor T, Q on the held-out prompts θ_T fails
+and V of θ_{T+Δ}'s samples under θ_T, for every Δ. verl saves no checkpoint before the first step, so the early
+anchor is T = 1 (the paper's is T = 0). Writes ``table.md`` and ``s_of_delta.png``; both steps are skipped when
+their output exists (resumable).
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def train(task_dir: Path, out_dir: Path, steps: int) -> Path:
 
 
 def probe(task_dir: Path, checkpoints: Path, out: Path, anchor: int, deltas: list[int], k: int) -> Path:
-    """``python -m npo_ext.probe`` at one anchor on the held-out prompts; returns its probe.csv."""
+    """``python -m recipes.npo.probe`` at one anchor on the held-out prompts; returns its probe.csv."""
     table = out / "probe.csv"
     if table.is_file():
         return table
     command = [
-        sys.executable, "-m", "npo_ext.probe", f"--checkpoints={checkpoints}", f"--anchor={anchor}",
+        sys.executable, "-m", "recipes.npo.probe", f"--checkpoints={checkpoints}", f"--anchor={anchor}",
         f"--deltas={','.join(map(str, deltas))}", f"--prompts={task_dir / 'data' / 'val.parquet'}", f"--k={k}",
         "--device=cpu", "--config-name=npo_rule_cpu", f"--out={out}", "++ray_kwargs.ray_init.address=local",
     ]  # fmt: skip

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.budget import IMAGE_TAG
 from data_prep.images import image_bytes, is_empty_image, search_bases
 from data_prep.inputs import (
     DATA_SUFFIXES,
@@ -45,6 +44,7 @@ from data_prep.inputs import (
     resolve,
 )
 from data_prep.record import Record
+from verifiers.chat import IMAGE_TAG
 from verifiers.choice import LETTERS
 
 _NUMBERED_TAG = re.compile(r"<image[\s_]*(\d+)>", re.IGNORECASE)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 
 from data_prep.inputs import InputError
+from verifiers.chat import IMAGE_TAG, content_parts
 
 ESTIMATE_CHARS_PER_TOKEN = 3
 ESTIMATE_TEMPLATE_TOKENS = 32
@@ -25,7 +26,6 @@ ESTIMATE_FACTOR = 32  # patch 16 x merge 2
 ESTIMATE_MIN_PIXELS = 262_144
 ESTIMATE_MAX_PIXELS = 1_048_576
 VERL_MIN_TOKENS, VERL_MAX_TOKENS = 4, 16_384  # qwen_vl_utils' range when verl fetches an image
-IMAGE_TAG = "<image>"
 
 
 def fit(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -47,16 +47,6 @@ def estimated_visual_tokens(width: int, height: int) -> int:
     """Visual tokens of one image under the estimate's Qwen3-VL settings."""
     w, h = fit(width, height, ESTIMATE_FACTOR, ESTIMATE_MIN_PIXELS, ESTIMATE_MAX_PIXELS)
     return (w // ESTIMATE_FACTOR) * (h // ESTIMATE_FACTOR)
-
-
-def _content_parts(prompt: str) -> list[dict]:
-    parts: list[dict] = []
-    for i, piece in enumerate(prompt.split(IMAGE_TAG)):
-        if i:
-            parts.append({"type": "image"})
-        if piece:
-            parts.append({"type": "text", "text": piece})
-    return parts
 
 
 class PromptBudget:
@@ -82,7 +72,7 @@ class PromptBudget:
         if self.processor is None:
             text = len(prompt.replace(IMAGE_TAG, "")) / ESTIMATE_CHARS_PER_TOKEN
             return math.ceil(text) + ESTIMATE_TEMPLATE_TOKENS + sum(estimated_visual_tokens(w, h) for w, h in sizes)
-        messages = [{"role": "user", "content": _content_parts(prompt)}]
+        messages = [{"role": "user", "content": content_parts(prompt)}]
         with self._lock:
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data_prep.budget import IMAGE_TAG, PromptBudget
+from data_prep.budget import PromptBudget
 from data_prep.images import ImageError, image_size
 from data_prep.record import Record, Rejected
 from data_prep.templates import build_prompt
 from verifiers.answer_types import classify
+from verifiers.chat import IMAGE_TAG
 
 REASONS = {
     "missing_id": "the id is null or empty",

@@ -283,6 +283,9 @@ class GuidanceConfig:
     # experience_file: an earlier run's verified-correct responses, written by recipes/rlep/collect.py (RLEP);
     # replay: the run's own earlier successes on partly solved prompts, asked again as experience questions (ExGRPO)
     source: str = "near_future"
+    # the recipe's plug-in at verl's seams, "module:Class" (recipes/common/guidance_plugin.py); empty: the source's own.
+    # A source of a new recipe (not one of the four above) names its plug-in here
+    plugin: str = ""
     # true: only groups whose on-policy accuracy is below npo.gate get npo.slots_per_group guide slots (NPO);
     # false: every group does (LUFFY: 7 on-policy + 1 teacher trace)
     gated: bool = True
@@ -307,8 +310,10 @@ class GuidanceConfig:
     replay_max_responses: int = 8
 
     def __post_init__(self) -> None:
-        if self.source not in GUIDANCE_SOURCES:
-            raise NPOConfigError(f"guidance.source must be one of {GUIDANCE_SOURCES}, got {self.source!r}")
+        if self.source not in GUIDANCE_SOURCES and not self.plugin:
+            raise NPOConfigError(
+                f"guidance.source must be one of {GUIDANCE_SOURCES} or come with guidance.plugin, got {self.source!r}"
+            )
         if self.loss_shaping not in LOSS_SHAPINGS:
             raise NPOConfigError(f"guidance.loss_shaping must be one of {LOSS_SHAPINGS}, got {self.loss_shaping!r}")
         if self.mixing not in MIXINGS:

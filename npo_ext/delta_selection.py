@@ -1,8 +1,9 @@
 """AutoNPO's choice of look-ahead distance: Δ* = argmax over candidates of the empirical S = Q / V.
 
-The candidate table (:func:`candidate_table`) is the one both AutoNPO and ``python -m npo_ext.probe`` build: θ_T and
-each candidate θ_{T+Δ} sample k responses for every probe prompt; Q(Δ) is the candidate's unbiased pass@min(q_k, k)
-on the prompts θ_T *fails* (0 of its k samples verified-correct, the definition used everywhere: README "Signals"),
+The candidate table (:func:`candidate_table`) is the one both AutoNPO and ``npo_ext.probe`` (the command
+``python -m recipes.npo.probe``) build: θ_T and each candidate θ_{T+Δ} sample k responses for every probe prompt;
+Q(Δ) is the candidate's unbiased pass@min(q_k, k) on the prompts θ_T *fails* (0 of its k samples verified-correct,
+the definition used everywhere: README "Signals"),
 V(Δ) is measured by the caller on the candidate's samples under θ_T.
 
 Rules where the paper is silent (our choices, README "AutoNPO"):

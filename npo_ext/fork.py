@@ -180,6 +180,17 @@ class ForkEngine(Protocol):
         no Δ*), before that phase is persisted: e.g. to write a real checkpoint of step T that carries it."""
 
 
+@dataclass
+class _Boundary:
+    """What one call of :meth:`ForkManager.advance` hands each phase's handler."""
+
+    completed: int
+    engine: ForkEngine
+    metrics: dict[str, float]
+    can_fork: bool
+    should_stop: Callable[[], bool]
+
+
 class ForkManager:
     """Drives interventions from a fixed schedule, or from an AutoNPO controller; call :meth:`advance` at every step
     boundary."""
@@ -334,88 +345,117 @@ class ForkManager:
         :class:`ForkInterrupted` is raised.
         """
         metrics: dict[str, float] = {}
-        while True:
-            state = self.state
-            iv = state.intervention
-            if state.phase == Phase.IDLE:
-                forked = self._plan(completed, metrics) if can_fork else None
-                if forked is None:
-                    return metrics
-                iv = forked.intervention
-                shutil.rmtree(self.fork_dir(iv), ignore_errors=True)  # leftovers of an attempt that died early
-                with _timed(metrics, "npo/time/snapshot_s"):
-                    engine.save_snapshot(self.snapshot_dir(iv), completed)
-                if self.auto is not None:
-                    self._save_controller(iv, Phase.LOOKAHEAD)
-                self.pool = GuidePool()
-                self._guide_weights_live = False
-                self._persist(forked)
-                metrics["npo/event/fork"] = 1.0
-                return metrics
-            if state.phase == Phase.LOOKAHEAD:
-                ahead = completed - iv.at_step
-                if ahead in state.candidates:
-                    with _timed(metrics, "npo/time/guide_checkpoint_s"):
-                        engine.save_guide_checkpoint(self.candidate_dir(iv, ahead), completed)
-                if ahead < iv.delta:
-                    return metrics
-                if state.candidates:
-                    # what the phases after the look-ahead resume with, written before the phase says PROBE
-                    self._save_controller(iv, Phase.PROBE)
-                    atomic_torch_save(self.auto.probe_set(self.auto.config.probe_seed), self.probe_set_path(iv))
-                    self._persist(replace(state, phase=Phase.PROBE))
-                    continue
-                with _timed(metrics, "npo/time/guide_checkpoint_s"):
-                    engine.save_guide_checkpoint(self.guide_dir(iv), completed)
-                self._guide_weights_live = True
-                self._persist(ForkState(Phase.COLLECT, iv, 0))
-            elif state.phase == Phase.PROBE:
-                self._probe(iv, engine, metrics, should_stop)
-                self._persist(replace(self.state, phase=Phase.SELECT))
-            elif state.phase == Phase.SELECT:
-                self._select(engine, metrics)
-            elif state.phase == Phase.COLLECT:
-                self._collect(iv, engine, metrics, should_stop)
-                self._persist(ForkState(Phase.ROLLBACK, iv, iv.window))
-            elif state.phase == Phase.ROLLBACK:
-                with _timed(metrics, "npo/time/rollback_s"):
-                    engine.rollback(self.snapshot_dir(iv), iv.at_step)
-                if iv.window == 0:  # AutoNPO found no usable Δ*: the look-ahead is thrown away
-                    self.auto.window_ended(completed=iv.at_step)
-                    self.state = ForkState()
-                    engine.after_rollback()
-                    self._persist(self.state)
-                    self._end_fork(iv)
-                    metrics["npo/event/rollback"] = 1.0
-                    return metrics
-                v = self._measure_v(iv, engine, metrics)
-                self.pool = GuidePool.load(self.pool_dir(iv), iv.window)
-                if self.pool.num_guides == 0:
-                    logger.warning(
-                        "NPO intervention at step %d: the near-future policy solved none of the window's prompts; "
-                        "the guided window runs as plain GRPO",
-                        iv.at_step,
-                    )
-                self.state = ForkState(Phase.GUIDED, iv, v=v)
-                engine.after_rollback()
-                self._persist(self.state)
-                self._end_fork(iv)
-                metrics.update(
-                    {
-                        "npo/event/rollback": 1.0,
-                        "npo/pool/prompts": float(len(self.pool)),
-                        "npo/pool/guides": float(self.pool.num_guides),
-                    }
-                )
-                return metrics
-            elif state.phase == Phase.GUIDED:
-                if completed < iv.end_step:
-                    return metrics
-                self.pool = GuidePool()
-                self._persist(ForkState())
-                if self.auto is not None:
-                    self.auto.window_ended(completed)
-                metrics["npo/event/window_end"] = 1.0
+        step = _Boundary(completed, engine, metrics, can_fork, should_stop)
+        handlers = {
+            Phase.IDLE: self._at_idle,
+            Phase.LOOKAHEAD: self._at_lookahead,
+            Phase.PROBE: self._at_probe,
+            Phase.SELECT: self._at_select,
+            Phase.COLLECT: self._at_collect,
+            Phase.ROLLBACK: self._at_rollback,
+            Phase.GUIDED: self._at_guided,
+        }
+        while handlers[self.state.phase](step):
+            pass
+        return metrics
+
+    # One handler per phase: it runs what is due at this boundary and says whether the next phase's handler runs now
+    # (True) or the boundary is over (False).
+
+    def _at_idle(self, step: _Boundary) -> bool:
+        forked = self._plan(step.completed, step.metrics) if step.can_fork else None
+        if forked is None:
+            return False
+        iv = forked.intervention
+        shutil.rmtree(self.fork_dir(iv), ignore_errors=True)  # leftovers of an attempt that died early
+        with _timed(step.metrics, "npo/time/snapshot_s"):
+            step.engine.save_snapshot(self.snapshot_dir(iv), step.completed)
+        if self.auto is not None:
+            self._save_controller(iv, Phase.LOOKAHEAD)
+        self.pool = GuidePool()
+        self._guide_weights_live = False
+        self._persist(forked)
+        step.metrics["npo/event/fork"] = 1.0
+        return False
+
+    def _at_lookahead(self, step: _Boundary) -> bool:
+        state = self.state
+        iv = state.intervention
+        ahead = step.completed - iv.at_step
+        if ahead in state.candidates:
+            with _timed(step.metrics, "npo/time/guide_checkpoint_s"):
+                step.engine.save_guide_checkpoint(self.candidate_dir(iv, ahead), step.completed)
+        if ahead < iv.delta:
+            return False
+        if state.candidates:
+            # what the phases after the look-ahead resume with, written before the phase says PROBE
+            self._save_controller(iv, Phase.PROBE)
+            atomic_torch_save(self.auto.probe_set(self.auto.config.probe_seed), self.probe_set_path(iv))
+            self._persist(replace(state, phase=Phase.PROBE))
+            return True
+        with _timed(step.metrics, "npo/time/guide_checkpoint_s"):
+            step.engine.save_guide_checkpoint(self.guide_dir(iv), step.completed)
+        self._guide_weights_live = True
+        self._persist(ForkState(Phase.COLLECT, iv, 0))
+        return True
+
+    def _at_probe(self, step: _Boundary) -> bool:
+        self._probe(self.state.intervention, step.engine, step.metrics, step.should_stop)
+        self._persist(replace(self.state, phase=Phase.SELECT))
+        return True
+
+    def _at_select(self, step: _Boundary) -> bool:
+        self._select(step.engine, step.metrics)
+        return True
+
+    def _at_collect(self, step: _Boundary) -> bool:
+        iv = self.state.intervention
+        self._collect(iv, step.engine, step.metrics, step.should_stop)
+        self._persist(ForkState(Phase.ROLLBACK, iv, iv.window))
+        return True
+
+    def _at_rollback(self, step: _Boundary) -> bool:
+        iv, engine, metrics = self.state.intervention, step.engine, step.metrics
+        with _timed(metrics, "npo/time/rollback_s"):
+            engine.rollback(self.snapshot_dir(iv), iv.at_step)
+        if iv.window == 0:  # AutoNPO found no usable Δ*: the look-ahead is thrown away
+            self.auto.window_ended(completed=iv.at_step)
+            self.state = ForkState()
+            engine.after_rollback()
+            self._persist(self.state)
+            self._end_fork(iv)
+            metrics["npo/event/rollback"] = 1.0
+            return False
+        v = self._measure_v(iv, engine, metrics)
+        self.pool = GuidePool.load(self.pool_dir(iv), iv.window)
+        if self.pool.num_guides == 0:
+            logger.warning(
+                "NPO intervention at step %d: the near-future policy solved none of the window's prompts; "
+                "the guided window runs as plain GRPO",
+                iv.at_step,
+            )
+        self.state = ForkState(Phase.GUIDED, iv, v=v)
+        engine.after_rollback()
+        self._persist(self.state)
+        self._end_fork(iv)
+        metrics.update(
+            {
+                "npo/event/rollback": 1.0,
+                "npo/pool/prompts": float(len(self.pool)),
+                "npo/pool/guides": float(self.pool.num_guides),
+            }
+        )
+        return False
+
+    def _at_guided(self, step: _Boundary) -> bool:
+        if step.completed < self.state.intervention.end_step:
+            return False
+        self.pool = GuidePool()
+        self._persist(ForkState())
+        if self.auto is not None:
+            self.auto.window_ended(step.completed)
+        step.metrics["npo/event/window_end"] = 1.0
+        return True
 
     def _probe(
         self, iv: Intervention, engine: ForkEngine, metrics: dict[str, float], should_stop: Callable[[], bool]

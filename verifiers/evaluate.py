@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from verifiers.chat import IMAGE_TAG, content_parts
 from verifiers.check import Item, verify_batch
 from verifiers.cli import report
 from verifiers.jsonl import dumps, read_rows
 
-IMAGE_TAG = "<image>"
 _FIELDS = ("choices", "answer_type", "tolerance", "precision", "group", "qid")
 
 
@@ -87,22 +87,11 @@ def load_samples(path: str | Path, benchmark: str | None = None, limit: int | No
     return samples
 
 
-def _content_parts(content: str) -> list[dict]:
-    """`"<image>What is x?"` -> [{"type": "image"}, {"type": "text", "text": "What is x?"}] (verl's convention)."""
-    parts: list[dict] = []
-    for i, piece in enumerate(content.split(IMAGE_TAG)):
-        if i:
-            parts.append({"type": "image"})
-        if piece:
-            parts.append({"type": "text", "text": piece})
-    return parts
-
-
 def _structured(sample: Sample) -> list[dict]:
     tags = sum(str(m["content"]).count(IMAGE_TAG) for m in sample.messages)
     if tags != len(sample.images):
         raise ValueError(f"{tags} {IMAGE_TAG} tags but {len(sample.images)} images")
-    return [{"role": m["role"], "content": _content_parts(str(m["content"]))} for m in sample.messages]
+    return [{"role": m["role"], "content": content_parts(str(m["content"]))} for m in sample.messages]
 
 
 def _pil(data: bytes):

@@ -164,7 +164,7 @@ def build(out_dir: str | Path, task: RuleTask) -> Path:
     the same task (``task.json``)."""
     import pandas as pd
 
-    from recipes.demo.tiny_model import build_model, build_processor, build_tokenizer
+    from recipes.demo.tiny_model import save_demo_model
 
     out_dir = Path(out_dir)
     data = out_dir / "data"
@@ -175,12 +175,9 @@ def build(out_dir: str | Path, task: RuleTask) -> Path:
     fields = json.dumps(asdict(task), sort_keys=True)
     built = (model_dir / "model.safetensors").is_file() and stamp.is_file() and stamp.read_text() == fields
     if not built:
-        tokenizer = build_tokenizer(corpus())
-        processor = build_processor(tokenizer)
-        model = build_model(tokenizer, seed=task.seed)
-        warm_start(model, tokenizer, task)
-        model.save_pretrained(model_dir)
-        processor.save_pretrained(model_dir)
+        save_demo_model(
+            model_dir, corpus(), task.seed, lambda model, processor: warm_start(model, processor.tokenizer, task)
+        )
         stamp.write_text(fields)
     return out_dir
 

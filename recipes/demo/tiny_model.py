@@ -9,8 +9,9 @@ machinery needs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -194,19 +195,26 @@ def train_on_answers(model, tokenizer, batches) -> None:
     model.eval()
 
 
+def save_demo_model(out_dir: Path, corpus: list[str], seed: int, train: Callable[[Any, Any], None] | None) -> None:
+    """A tokenizer trained on ``corpus``, its processor and a random tiny Qwen3-VL, trained by ``train(model,
+    processor)`` when given, saved to ``out_dir``: the one build sequence every demo model goes through."""
+    tokenizer = build_tokenizer(corpus)
+    processor = build_processor(tokenizer)
+    model = build_model(tokenizer, seed=seed)
+    if train is not None:
+        train(model, processor)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
 def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0, warm_start: bool = True) -> Path:
     """Write model, tokenizer and processor to ``out_dir`` (idempotent: an existing build is reused)."""
     out_dir = Path(out_dir)
     if (out_dir / "model.safetensors").is_file() and (out_dir / "processor_config.json").is_file():
         return out_dir
-    tokenizer = build_tokenizer(_tokenizer_corpus())
-    processor = build_processor(tokenizer)
-    model = build_model(tokenizer, seed=seed)
-    if warm_start:
-        warm_start_format(model, processor, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    train = (lambda model, processor: warm_start_format(model, processor, seed=seed)) if warm_start else None
+    save_demo_model(out_dir, _tokenizer_corpus(), seed, train)
     return out_dir
 
 

@@ -1,15 +1,19 @@
-"""ExGRPO's experience replay inside verl's unmodified ``fit()``: the glue around ``npo_ext.replay_pool.ReplayPool``.
+"""ExGRPO's experience replay inside verl's unmodified ``fit()``: the glue around ``npo_ext.replay_pool.ReplayPool``,
+as the recipe's plug-in (``recipes.common.guidance_plugin``; the training dataset is wrapped by
+:meth:`ExperienceReplay.wrap_dataset` so a question can be asked again by position).
 
-Three seams of :class:`recipes.npo.npo_ray_trainer.RayNPOTrainer` call it:
+Three seams of the trainer call it:
 
 * the dataloader wrapper hands each batch to :meth:`ExperienceReplay.compose`: once replay has started, up to
   ``guidance.replay_ratio`` of the batch's prompts are replaced by experience questions drawn from the pool, asked
   again from their dataset position (the fresh prompts they displace come back in a later epoch);
-* ``_compute_old_log_prob`` first calls :meth:`ExperienceReplay.inject`: each experience question's stored responses
-  go through one actor forward, the lowest-entropy one replaces one generated slot of its group. This runs there,
-  not right after generation, because the rollout replicas are asleep by then (the forward needs the actor's memory);
-* then :meth:`ExperienceReplay.observe` stores the step's correct responses with the actor's log-probs of them (the
-  behaviour log-probs the exgrpo loss shaping divides by), retires fully solved prompts and may start replay.
+* ``_compute_old_log_prob`` first calls :meth:`ExperienceReplay.before_old_log_prob`: each experience question's
+  stored responses go through one actor forward, the lowest-entropy one replaces one generated slot of its group.
+  This runs there, not right after generation, because the rollout replicas are asleep by then (the forward needs
+  the actor's memory);
+* then :meth:`ExperienceReplay.after_old_log_prob` stores the step's correct responses with the actor's log-probs
+  of them (the behaviour log-probs the exgrpo loss shaping divides by), retires fully solved prompts and may start
+  replay.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from torch.utils.data import Dataset
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
-from npo_ext.config import GuidanceConfig, NPOConfigError
+from npo_ext.config import NPOConfigError
 from npo_ext.guide_pool import GuideSample
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE, group_rows, write_response
 from npo_ext.replay_pool import ReplayPool, ReplaySettings
 from npo_ext.signals import effective_signal, sampled_ratio_second_moment
+from recipes.common.guidance_plugin import GuidancePlugin
 from recipes.npo.forward_padding import pad_for_forward
 
 if TYPE_CHECKING:
@@ -71,16 +76,17 @@ def merge_collated(fresh: dict[str, Any], keep: int, experience: dict[str, Any])
     return merged
 
 
-class ExperienceReplay:
+class ExperienceReplay(GuidancePlugin):
     """One run's experience pool and its three seams (module docstring)."""
 
-    def __init__(self, trainer: RayNPOTrainer, guidance: GuidanceConfig) -> None:
+    def __init__(self, trainer: RayNPOTrainer) -> None:
         if not isinstance(trainer.train_dataset, PositionedDataset):
             raise NPOConfigError(
-                "guidance.source=replay needs the training dataset wrapped in recipes.exgrpo.replay.PositionedDataset "
-                "(recipes/npo/main_npo.py does this)"
+                "guidance.source=replay needs the training dataset wrapped by ExperienceReplay.wrap_dataset "
+                "(recipes/npo/main_npo.py does this for the recipe's plug-in)"
             )
-        self.trainer = trainer
+        super().__init__(trainer)
+        guidance = trainer.guidance
         self.ratio = guidance.replay_ratio
         settings = ReplaySettings(
             n=trainer.config.actor_rollout_ref.rollout.n,
@@ -107,12 +113,19 @@ class ExperienceReplay:
             )
         return merge_collated(batch, len(keys) - len(drawn), experience)
 
-    def tag_rows(self, prompts: DataProto, output: DataProto) -> None:
+    @classmethod
+    def wrap_dataset(cls, dataset: Dataset) -> PositionedDataset:
+        return PositionedDataset(dataset)
+
+    def state(self) -> ReplayPool:
+        return self.pool
+
+    def after_generation(self, prompts: DataProto, output: DataProto) -> None:
         """Carry each generated row's prompt key and dataset position into the step's batch."""
         output.non_tensor_batch[PROMPT_KEY] = np.array(self.trainer.prompt_keys(prompts.non_tensor_batch), dtype=object)
         output.non_tensor_batch[POSITION] = prompts.non_tensor_batch[POSITION]
 
-    def inject(self, batch: DataProto) -> None:
+    def before_old_log_prob(self, batch: DataProto) -> None:
         """Choose each experience question's lowest-entropy stored response and put it into its group."""
         if not self.pool.drawn:
             return
@@ -144,7 +157,7 @@ class ExperienceReplay:
         mask = probe.batch["response_mask"].float()
         return ((entropy * mask).sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
 
-    def observe(self, batch: DataProto, old_log_probs: torch.Tensor) -> None:
+    def after_old_log_prob(self, batch: DataProto, old_log_probs: torch.Tensor) -> None:
         """Store this step's correct generated responses (per group), retire solved prompts, maybe start replay."""
         trainer = self.trainer
         nt, td = batch.non_tensor_batch, batch.batch

@@ -39,7 +39,8 @@ class NPOTaskRunner(BaseTaskRunner):
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.dataset.rl_dataset import collate_fn
 
-        from recipes.exgrpo.replay import PositionedDataset
+        from npo_ext.config import GuidanceConfig
+        from recipes.common.guidance_plugin import plugin_class
         from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
         OmegaConf.resolve(config)
@@ -59,8 +60,9 @@ class NPOTaskRunner(BaseTaskRunner):
             is_train=True,
             max_samples=config.data.get("train_max_samples", -1),
         )
-        if config.get("guidance", {}).get("source") == "replay":  # ExGRPO asks questions again by position
-            train_dataset = PositionedDataset(train_dataset)
+        plugin = plugin_class(GuidanceConfig.from_dict(OmegaConf.to_container(config.get("guidance", {}) or {})))
+        if plugin is not None:  # e.g. ExGRPO asks questions again by dataset position
+            train_dataset = plugin.wrap_dataset(train_dataset)
         val_dataset = create_rl_dataset(
             config.data.val_files,
             config.data,

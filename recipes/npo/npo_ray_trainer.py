@@ -1,6 +1,7 @@
 """RayNPOTrainer: verl 0.9.1's RayPPOTrainer with NPO interventions, without copying ``fit()``.
 
-``fit()`` is inherited unchanged. NPO hooks in at the seams ``fit()`` already calls:
+``fit()`` is verl's, called with NPO's step logger in place (``recipes/npo/step_logger.py``). NPO hooks in at the
+seams ``fit()`` already calls:
 
 * the train dataloader is wrapped (:class:`ReplayableDataLoader`): at each step boundary the fork manager may
   snapshot, finish a look-ahead, collect guides and roll back (rewinding the data stream);
@@ -27,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
-from unittest import mock
 
 import numpy as np
 import torch
@@ -42,10 +42,9 @@ from verl.utils.model import get_generation_config
 
 from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
-from npo_ext.config import EXTERNAL_SOURCES, GuidanceConfig, NPOConfig, NPOConfigError
-from npo_ext.experience_file import ExperienceFileSource
+from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.fork import IN_FLIGHT, ForkInterrupted, ForkManager, Phase
-from npo_ext.guidance import GuidanceSource, TeacherSource
+from npo_ext.guidance import GuidanceSource
 from npo_ext.injection import (
     InjectionSpec,
     align_guide_rollout_log_probs,
@@ -59,14 +58,15 @@ from npo_ext.injection import (
 from npo_ext.persist import NPOStateError, atomic_torch_save, atomic_write_json, read_json
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import effective_signal, estimate_q, failing_prompts
+from recipes.common.guidance_plugin import GuidancePlugin, plugin_class
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
-from recipes.exgrpo.replay import ExperienceReplay
 from recipes.npo.fork_engine import VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_batch_layout, check_image_budget, check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens, shaped_weight_mean
 from recipes.npo.preemption import StoppedForRequeue, clear_stop_request, stop_requested
 from recipes.npo.replay_loader import ReplayableDataLoader
+from recipes.npo.step_logger import logging_with
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ class GuidedRollout:
         output = self.inner.generate_sequences(prompts)
         start = time.perf_counter()
         self.trainer.record_rollout(prompts, output)
-        if self.trainer.replay is not None:
-            self.trainer.replay.tag_rows(prompts, output)
+        if self.trainer.plugin is not None:
+            self.trainer.plugin.after_generation(prompts, output)
         if source is not None:
             self.trainer.inject(prompts, output, source)
         self.trainer.add_overhead(time.perf_counter() - start)
@@ -119,7 +119,6 @@ class RayNPOTrainer(RayPPOTrainer):
             raise NPOConfigError(
                 f"guidance.source={self.guidance.source} replaces NPO's near-future guides: set npo.enable=false"
             )
-        self.external_source = self._external_source()
         check_batch_layout(self.config)
         image_warning = check_image_budget(self.config, self.processor)
         if image_warning:
@@ -152,25 +151,14 @@ class RayNPOTrainer(RayPPOTrainer):
         resuming = self.config.trainer.resume_mode != "disable"
         self.compute = ComputeCounter.load(self.compute_path) if resuming else ComputeCounter()
         self.fork_engine = VerlForkEngine(self)
-        self.replay = ExperienceReplay(self, self.guidance) if self.guidance.source == "replay" else None
+        plugin = plugin_class(self.guidance)
+        self.plugin: GuidancePlugin | None = None if plugin is None else plugin(self)
         self.train_dataloader = ReplayableDataLoader(
-            self.train_dataloader, self._on_step_boundary, compose=self.replay.compose if self.replay else None
+            self.train_dataloader, self._on_step_boundary, compose=self.plugin.compose if self.plugin else None
         )
         self.data_state_at_boundary: dict[str, Any] = {}
         self._pending_metrics: dict[str, float] = {}
         self._onpolicy_score = self._entropy = float("nan")
-
-    def _external_source(self) -> GuidanceSource | None:
-        """A guidance source other than NPO's own forks: LUFFY's teacher traces or RLEP's experience file."""
-        if self.guidance.source == "teacher":
-            return TeacherSource(
-                lambda text: self.tokenizer.encode(text, add_special_tokens=False), self.guidance.teacher_field
-            )
-        if self.guidance.source == "experience_file":
-            source = ExperienceFileSource(self.guidance.experience_file, self.npo.slots_per_group, self.guidance.seed)
-            print(f"[npo] experience file {self.guidance.experience_file}: {len(source)} prompts", flush=True)
-            return source
-        return None
 
     # --- workers -------------------------------------------------------------------------------------------------
 
@@ -322,7 +310,7 @@ class RayNPOTrainer(RayPPOTrainer):
 
     def record_external(self, output: DataProto) -> None:
         """Count the response tokens of guides the run did not generate (a teacher's, an experience file's)."""
-        if self.guidance.source in EXTERNAL_SOURCES:
+        if self.plugin is not None and self.plugin.counts_external_tokens:
             self.compute.external_tokens += guide_response_tokens(output)
 
     def stage_metrics(self, metrics: dict[str, float]) -> None:
@@ -339,10 +327,10 @@ class RayNPOTrainer(RayPPOTrainer):
             self._pending_metrics[key] = self._pending_metrics.get(key, 0.0) + count
 
     def guidance_source(self) -> GuidanceSource | None:
-        """Where this training batch's guides come from: an external source (teacher traces, an experience file;
+        """Where this training batch's guides come from: the recipe's plug-in (a teacher's traces, an experience file;
         every step), or the near-future pool during a guided window."""
-        if self.external_source is not None:
-            return self.external_source
+        if self.plugin is not None:
+            return self.plugin.source()
         return self.fork_manager.pool if self.fork_manager.phase == Phase.GUIDED else None
 
     def row_reward_fn(self, prompt_fields: dict[str, Any]) -> Callable[[int, list[int]], dict[str, float]]:
@@ -447,13 +435,13 @@ class RayNPOTrainer(RayPPOTrainer):
 
     def _compute_old_log_prob(self, batch: DataProto):
         start = time.perf_counter()
-        if self.replay is not None:  # ExGRPO: the replicas sleep now, so the actor can score stored responses
-            self.replay.inject(batch)
+        if self.plugin is not None:  # the replicas sleep now, so a plug-in may run actor forwards
+            self.plugin.before_old_log_prob(batch)
         self.add_overhead(time.perf_counter() - start)
         old_log_prob, mfu = super()._compute_old_log_prob(batch)
         start = time.perf_counter()
-        if self.replay is not None:
-            self.replay.observe(batch, old_log_prob.batch["old_log_probs"])
+        if self.plugin is not None:
+            self.plugin.after_old_log_prob(batch, old_log_prob.batch["old_log_probs"])
         mask = batch.batch["response_mask"].float()
         self._entropy = float((old_log_prob.batch["entropys"] * mask).sum() / mask.sum().clamp_min(1))
         align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
@@ -517,10 +505,8 @@ class RayNPOTrainer(RayPPOTrainer):
             atomic_write_json(folder / SOURCE_STATE_FILE, source.state_dict())
 
     def _stateful_source(self) -> Any:
-        """The guidance source whose state checkpoints carry: RLEP's draw generator, ExGRPO's experience pool."""
-        if self.replay is not None:
-            return self.replay.pool
-        return self.external_source if hasattr(self.external_source, "state_dict") else None
+        """What checkpoints carry of the recipe's plug-in (a draw generator, an experience pool), or None."""
+        return None if self.plugin is None else self.plugin.state()
 
     def load_source_state(self, folder: Path) -> None:
         """The guidance source's state as saved with the checkpoint."""
@@ -569,7 +555,7 @@ class RayNPOTrainer(RayPPOTrainer):
         return None if latest is None else Path(latest)
 
     def fit(self) -> None:
-        """verl's ``fit()``, with the step logger marking look-ahead steps (see module docstring)."""
+        """verl's ``fit()``, unchanged, run with the step logger that marks look-ahead steps (module docstring)."""
         import verl.utils.tracking as tracking
 
         trainer = self
@@ -584,7 +570,7 @@ class RayNPOTrainer(RayPPOTrainer):
                 print(npo_summary(step, data), flush=True)
                 super().log(data, trainer.compute.optimizer_steps, backend)
 
-        with mock.patch.object(tracking, "Tracking", NPOTracking):
+        with logging_with(NPOTracking):
             return super().fit()
 
 

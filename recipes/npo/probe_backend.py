@@ -1,5 +1,6 @@
-"""The verl side of ``python -m npo_ext.probe``: the run's own trainer, used only to load checkpoints, sample through
-its rollout (vLLM on GPU, the in-worker transformers rollout on CPU) and run the top-k forward V needs. No training.
+"""The verl side of ``python -m recipes.npo.probe``: the run's own trainer, used only to load checkpoints, sample
+through its rollout (vLLM on GPU, the in-worker transformers rollout on CPU) and run the top-k forward V needs. No
+training.
 
 verl picks its platform when it is first imported, so :func:`create` sets the CPU platform up (as
 ``scripts/run_npo.sh --local`` does) before importing anything of verl.

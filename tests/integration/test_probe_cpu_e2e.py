@@ -1,4 +1,4 @@
-"""``python -m npo_ext.probe`` with its real verl backend, on checkpoints saved by a real CPU demo run.
+"""``python -m recipes.npo.probe`` with its real verl backend, on checkpoints saved by a real CPU demo run.
 
 The demo trains 3 plain steps (no intervention) saving every step; the probe then reloads θ_1, θ_2 and θ_3 through
 the trainer's own workers, samples with the in-worker rollout and scores with the top-k forward.
@@ -70,7 +70,7 @@ def probed(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "npo_ext.probe",
+            "recipes.npo.probe",
             f"--checkpoints={checkpoints}",
             "--anchor=1",
             "--deltas=1,2",

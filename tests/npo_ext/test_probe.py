@@ -1,4 +1,5 @@
-"""``python -m npo_ext.probe`` with a fake backend: the order of work, the arithmetic, the CSV and the PNG.
+"""The probe (``npo_ext.probe``) and its command (``python -m recipes.npo.probe``) with a fake backend: the order of
+work, the arithmetic, the CSV and the PNG.
 
 The verl backend (recipes/npo/probe_backend.py) runs on real demo checkpoints in
 tests/integration/test_probe_cpu_e2e.py.
@@ -6,13 +7,12 @@ tests/integration/test_probe_cpu_e2e.py.
 
 import csv
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
 
-from npo_ext import probe as probe_cli
+from npo_ext import probe as probe_algorithm
+from recipes.npo import probe as probe_command
 
 PROMPTS = 4
 
@@ -52,7 +52,7 @@ class FakeBackend:
 
 def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
     backend = FakeBackend()
-    rows, _, bands = probe_cli.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    rows, _, bands = probe_algorithm.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
     assert [(r.delta, r.q) for r in rows] == [(1, 1 / 3), (2, 2 / 3), (4, 1.0)]
     assert [r.v for r in rows] == pytest.approx([1.05, 1.2, 1.8])
     # over prompts: Δ=1 solves one of the three failed prompts, so Q spans 0 to 1 across resamples; Δ=4 solves all;
@@ -71,7 +71,9 @@ def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
 def test_external_sources_are_measured_on_the_prompts_the_anchor_fails(tmp_path):
     backend = FakeBackend()
     external = [("teacher", "teacher_response"), ("experience_file", "/runs/e.jsonl")]
-    rows, sources, _ = probe_cli.probe(backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external)
+    rows, sources, _ = probe_algorithm.probe(
+        backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external
+    )
     # θ_10 fails prompts 0-2: the teacher solves 2 of them, the file holds 1 of them (prompt 3 is not failed)
     assert [(s.source, s.q) for s in sources] == [
         ("near_future (Δ=1)", rows[0].q), ("teacher (teacher_response)", 2 / 3), ("experience_file (e.jsonl)", 1 / 3)
@@ -79,14 +81,6 @@ def test_external_sources_are_measured_on_the_prompts_the_anchor_fails(tmp_path)
     assert sources[0].v == rows[0].v and sources[0].s == pytest.approx(rows[0].s)
     assert all(math.isnan(s.v) and math.isnan(s.s) for s in sources[1:]), "no V without the source's distribution"
     assert backend.calls[2:4] == external, "measured while θ_T is loaded, right after its samples"
-
-
-@pytest.fixture
-def fake_backend_module(monkeypatch):
-    module = types.ModuleType("fake_probe_backend")
-    module.create = lambda args, overrides: FakeBackend()
-    monkeypatch.setitem(sys.modules, "fake_probe_backend", module)
-    return "fake_probe_backend"
 
 
 def make_run(tmp_path, steps):
@@ -97,9 +91,13 @@ def make_run(tmp_path, steps):
     return ["--checkpoints", str(tmp_path / "ckpt"), "--prompts", str(prompts), "--out", str(tmp_path / "out")]
 
 
-def test_main_writes_csv_and_png_with_the_interior_optimum_marked(tmp_path, fake_backend_module, capsys):
+def fake(args, overrides):
+    return FakeBackend()
+
+
+def test_main_writes_csv_and_png_with_the_interior_optimum_marked(tmp_path, capsys):
     args = make_run(tmp_path, [10, 11, 12, 14])
-    rows = probe_cli.main([*args, "--anchor", "10", "--deltas", "4,1,2", "--k", "4", "--backend", fake_backend_module])
+    rows = probe_command.main([*args, "--anchor", "10", "--deltas", "4,1,2", "--k", "4"], create_backend=fake)
     # S = 0.317, 0.556, 0.556: the tie goes to the smaller Δ
     with open(tmp_path / "out" / "probe.csv") as f:
         table = list(csv.DictReader(f))
@@ -112,13 +110,14 @@ def test_main_writes_csv_and_png_with_the_interior_optimum_marked(tmp_path, fake
     assert "delta*=2" in capsys.readouterr().out
 
 
-def test_main_puts_the_sources_side_by_side(tmp_path, fake_backend_module, capsys):
+def test_main_puts_the_sources_side_by_side(tmp_path, capsys):
     args = make_run(tmp_path, [10, 11, 12])
     experience = tmp_path / "e.jsonl"
     experience.write_text("")
-    probe_cli.main(
-        [*args, "--anchor", "10", "--deltas", "1,2", "--k", "4", "--backend", fake_backend_module,
-         "--teacher-field", "teacher_response", "--experience-file", str(experience)]
+    probe_command.main(
+        [*args, "--anchor", "10", "--deltas", "1,2", "--k", "4",
+         "--teacher-field", "teacher_response", "--experience-file", str(experience)],
+        create_backend=fake,
     )  # fmt: skip
     with open(tmp_path / "out" / "sources.csv") as f:
         table = {r["source"]: r for r in csv.DictReader(f)}
@@ -141,5 +140,5 @@ def test_main_puts_the_sources_side_by_side(tmp_path, fake_backend_module, capsy
 )
 def test_bad_arguments_name_what_is_missing(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit):
-        probe_cli.main([*make_run(tmp_path, [10, 11]), *extra])
+        probe_command.main([*make_run(tmp_path, [10, 11]), *extra], create_backend=fake)
     assert message in capsys.readouterr().err

@@ -39,7 +39,6 @@ def make_trainer(tmp_path):
     )
     trainer.npo = NPOConfig(enable=False)
     trainer.guidance = GuidanceConfig(source="replay", loss_shaping="exgrpo", gated=False, replay_start_accuracy=0.0)
-    trainer.external_source = None
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.train_dataset = PositionedDataset(Rows())
@@ -50,7 +49,7 @@ def make_trainer(tmp_path):
     trainer._pending_metrics = {}
     trainer.compute = ComputeCounter()
     trainer.global_steps = 1
-    trainer.replay = ExperienceReplay(trainer, trainer.guidance)
+    trainer.plugin = ExperienceReplay(trainer)
     return trainer
 
 
@@ -77,7 +76,7 @@ def generate(trainer, batch_dict, responses):
         non_tensors={"acc": acc, "score": acc.copy()},
     )
     output.meta_info["reward_extra_keys"] = ["acc", "score"]
-    trainer.replay.tag_rows(prompts, output)
+    trainer.plugin.after_generation(prompts, output)
     # verl's step batch: the generated rows with the prompts' reward fields and a uid per prompt
     output.non_tensor_batch["uid"] = np.repeat(np.array([f"u{i}" for i in batch_dict["index"]], dtype=object), N)
     for key in ("data_source", "reward_model", "extra_info"):
@@ -112,7 +111,7 @@ def test_positioned_rows_and_merged_batches():
 
 def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entropy(tmp_path):
     trainer = make_trainer(tmp_path)
-    replay = trainer.replay
+    replay = trainer.plugin
     first = collate_fn([trainer.train_dataset[i] for i in range(4)])
     assert replay.compose(first) is first, "replay has not started: the batch is the dataloader's"
 
@@ -159,7 +158,7 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
 def test_a_pool_that_no_longer_matches_the_data_is_an_error(tmp_path):
     trainer = make_trainer(tmp_path)
     stored = GuideSample((5, EOS), 1.0, 1, "replay", (-0.1, -0.1))
-    trainer.replay.pool.observe("d/7", 3, [stored], 1, N)  # stored for position 7, found at position 3
-    trainer.replay.pool.update_start(1.0)
+    trainer.plugin.pool.observe("d/7", 3, [stored], 1, N)  # stored for position 7, found at position 3
+    trainer.plugin.pool.update_start(1.0)
     with pytest.raises(NPOConfigError, match="same data files"):
-        trainer.replay.compose(collate_fn([trainer.train_dataset[i] for i in range(4)]))
+        trainer.plugin.compose(collate_fn([trainer.train_dataset[i] for i in range(4)]))

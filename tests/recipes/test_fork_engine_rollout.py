@@ -142,7 +142,7 @@ def make_trainer(
     trainer._pending_metrics = {}
     trainer.compute = ComputeCounter()
     trainer.compute_path = tmp_path / "npo" / "compute.json"
-    trainer.guidance, trainer.external_source, trainer.replay = GuidanceConfig(), None, None
+    trainer.guidance, trainer.plugin = GuidanceConfig(), None
     trainer.load_actor = lambda path, what: trainer.actor_rollout_wg.load_checkpoint(str(path))
     rows = [{"index": i, "source": sources[i % len(sources)]} for i in range(8)]
     loader = StatefulDataLoader(rows, batch_size=PROMPTS_PER_BATCH, collate_fn=collate)

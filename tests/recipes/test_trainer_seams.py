@@ -12,10 +12,11 @@ from verl import DataProto
 
 from npo_ext.compute import ComputeCounter
 from npo_ext.config import GuidanceConfig, Intervention, NPOConfig
-from npo_ext.experience_file import ExperienceFileSource, ExperienceHeader, append_prompts, start_file
+from npo_ext.experience_file import ExperienceHeader, append_prompts, start_file
 from npo_ext.fork import ForkManager, ForkState, Phase
 from npo_ext.guide_pool import GuidePool, GuideSample, PromptGuides
 from recipes.npo.npo_ray_trainer import GuidedRollout, RayNPOTrainer, npo_summary
+from recipes.rlep.plugin import ExperienceFileGuidance
 
 EOS, PAD = 2, 0
 
@@ -47,7 +48,7 @@ def make_trainer(tmp_path, phase=Phase.GUIDED):
         {"actor_rollout_ref": {"rollout": {"n": 2}}, "trainer": {"default_local_dir": str(tmp_path), "save_freq": 1}}
     )
     trainer.npo = NPOConfig()
-    trainer.guidance, trainer.external_source, trainer.replay = GuidanceConfig(), None, None
+    trainer.guidance, trainer.plugin = GuidanceConfig(), None
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.auto = None
@@ -155,7 +156,7 @@ def rlep_trainer(tmp_path):
     )
     trainer.npo = NPOConfig(enable=False)
     trainer.guidance = GuidanceConfig(source="experience_file", experience_file=str(path), mixing="append", gated=False)
-    trainer.external_source = ExperienceFileSource(path, per_group=1)
+    trainer.plugin = ExperienceFileGuidance(trainer)
     return trainer
 
 
@@ -176,7 +177,7 @@ def test_the_sources_draw_state_is_saved_with_a_checkpoint_and_restored(tmp_path
     folder = tmp_path / "global_step_3"
     folder.mkdir()
     trainer.write_checkpoint_state(folder)
-    expected = [trainer.external_source.guides("d/10") for _ in range(6)]
+    expected = [trainer.plugin.source().guides("d/10") for _ in range(6)]
     resumed = rlep_trainer(tmp_path)
     resumed.load_source_state(folder)
-    assert [resumed.external_source.guides("d/10") for _ in range(6)] == expected
+    assert [resumed.plugin.source().guides("d/10") for _ in range(6)] == expected

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from verifiers import evaluate
+from verifiers.chat import content_parts
 
 
 def _rows(png: bytes) -> list[dict]:
@@ -58,7 +59,7 @@ def test_load_samples_reads_the_rl_schema(parquet: Path, png_bytes: bytes) -> No
 
 
 def test_image_tags_become_content_parts() -> None:
-    parts = evaluate._content_parts("<image>Compare <image> and the text")
+    parts = content_parts("<image>Compare <image> and the text")
     assert parts == [
         {"type": "image"},
         {"type": "text", "text": "Compare "},
