@@ -76,14 +76,32 @@ def best_delta(rows: list[dict[str, float]]) -> int | None:
     return chosen[0] if chosen else None
 
 
+def move_noise(profiles: dict[int, list[dict[str, float]]], first: int, last: int) -> str:
+    """Whether the two anchors' Δ* are told apart over prompts: at each anchor, do their S intervals overlap?"""
+    overlapping = []
+    for anchor, rows in profiles.items():
+        by_delta = {int(r["delta"]): r for r in rows}
+        (a_low, a_high), (b_low, b_high) = ((by_delta[d]["s_low"], by_delta[d]["s_high"]) for d in (first, last))
+        if a_low <= b_high and b_low <= a_high:
+            overlapping.append(
+                f"at T = {anchor}, S is {by_delta[first]['s']:.3f} [{a_low:.3f}, {a_high:.3f}] at Δ = {first} and "
+                f"{by_delta[last]['s']:.3f} [{b_low:.3f}, {b_high:.3f}] at Δ = {last}"
+            )
+    if overlapping:
+        return ", within the noise over prompts: " + "; ".join(overlapping)
+    return ", and at each anchor the two Δs' S intervals are disjoint"
+
+
 def markdown(profiles: dict[int, list[dict[str, float]]], seed: int, k: int, minutes: float) -> str:
-    lines = ["| anchor T | Δ | Q [95 % interval] | V [95 % interval] | S = Q / V [95 % interval] | Δ* |"]
-    lines.append("|---|---|---|---|---|---|")
+    header = ["anchor T", "prompts θ_T fails", "Δ", *(f"{n} [95 % interval]" for n in ("Q", "V", "S = Q / V")), "Δ*"]
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|---|---|---|---|---|---|---|")
     for anchor, rows in profiles.items():
         for r in rows:
             cells = [f"{r[n]:.3f} [{r[f'{n}_low']:.3f}, {r[f'{n}_high']:.3f}]" for n in "qvs"]
             mark = "←" if r["chosen"] else ""
-            lines.append(f"| {anchor} | {int(r['delta'])} | " + " | ".join(cells) + f" | {mark} |")
+            failing = f"{int(r['failing_prompts'])} / {int(r['prompts'])}"
+            lines.append(f"| {anchor} | {failing} | {int(r['delta'])} | " + " | ".join(cells) + f" | {mark} |")
     (early, early_rows), (late, late_rows) = list(profiles.items())[0], list(profiles.items())[-1]
     first, last = best_delta(early_rows), best_delta(late_rows)
     if first is None or last is None:
@@ -91,12 +109,15 @@ def markdown(profiles: dict[int, list[dict[str, float]]], seed: int, k: int, min
     else:
         moved = "later" if last > first else ("earlier" if last < first else "nowhere")
         verdict = f"Δ* is {first} at T = {early} and {last} at T = {late}: the optimum moves {moved}"
+        if first != last:
+            verdict += move_noise(profiles, first, last)
     notes = [
         f"One GRPO run (seed {seed}) of the equal-compute study's task and recipe, a checkpoint after every step. At "
         f"each anchor, θ_T samples {k} responses per held-out prompt; Q is θ_{{T+Δ}}'s pass@4 on the prompts θ_T "
-        "fails (all wrong), V the per-token 1 + χ² of θ_T against θ_{T+Δ} on θ_{T+Δ}'s samples (top-k with tail "
-        "draws, as training measures it). Intervals: bootstrap 95 % over the held-out prompts (a prompt's counts "
-        "and its responses' V move together). Δ*: the largest S, ties to the smaller Δ.",
+        "fails (all wrong; the fewer they are, the wider Q's interval), V the per-token 1 + χ² of θ_T against "
+        "θ_{T+Δ} on θ_{T+Δ}'s samples (top-k with tail draws, as training measures it). Intervals: bootstrap 95 % "
+        "over the held-out prompts (a prompt's counts and its responses' V move together). Δ*: the largest S, ties "
+        "to the smaller Δ.",
         verdict + ".",
         f"Wall time of the invocation that wrote this table: {minutes:.1f} minutes on {os.cpu_count()} CPU cores.",
     ]

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from npo_ext.delta_selection import Candidate, candidate_table
-from npo_ext.signals import effective_signal, pass_at_1_q, v_from_rows
+from npo_ext.signals import effective_signal, failing_prompts, pass_at_1_q, v_from_rows
 
 
 class ProbeBackend(Protocol):
@@ -63,6 +63,17 @@ class SourceSignal:
 Band = dict[str, tuple[float, float]]  # "q", "v", "s" -> 95 % interval
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe: a row and an interval per Δ, the sources' signals, and how many prompts Q rests on."""
+
+    rows: list[Candidate]
+    sources: list[SourceSignal]
+    bands: dict[int, Band]
+    failing_prompts: int  # prompts θ_T fails: Q's denominator, so its interval's width
+    prompts: int
+
+
 def probe(
     backend: ProbeBackend,
     anchor: int,
@@ -71,7 +82,7 @@ def probe(
     q_k: int,
     work: Path,
     external: Sequence[tuple[str, str]] = (),
-) -> tuple[list[Candidate], list[SourceSignal], dict[int, Band]]:
+) -> ProbeResult:
     """Q, V and S for each Δ (a progress bar over the 1 + 2·len(deltas) policy passes) with their intervals over
     prompts, and Q of each ``external`` source ``(kind, where)`` on the prompts θ_T fails."""
     with tqdm(total=1 + 2 * len(deltas), desc="probe", unit="pass") as bar:
@@ -95,7 +106,13 @@ def probe(
             bar.update()
         rows = candidate_table(anchor_correct, k, correct, {d: v_from_rows(r) for d, r in v_rows.items()}, q_k)
     near_future = [SourceSignal(f"near_future (Δ={r.delta})", r.q, r.v) for r in rows]
-    return rows, near_future + sources, prompt_bootstrap(anchor_correct, k, correct, v_rows, q_k)
+    return ProbeResult(
+        rows,
+        near_future + sources,
+        prompt_bootstrap(anchor_correct, k, correct, v_rows, q_k),
+        failing_prompts=len(failing_prompts(failing)),
+        prompts=len(anchor_correct),
+    )
 
 
 def prompt_bootstrap(

@@ -31,19 +31,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from npo_ext.delta_selection import Candidate, Decision, select_delta
-from npo_ext.probe import Band, ProbeBackend, SourceSignal, probe
+from npo_ext.probe import Band, ProbeBackend, ProbeResult, SourceSignal, probe
 from recipes.npo.probe_backend import create
 
 BackendFactory = Callable[[argparse.Namespace, list[str]], ProbeBackend]
 
 
-def write_csv(rows: Sequence[Candidate], bands: dict[int, Band], decision: Decision, path: Path) -> None:
+def write_csv(result: ProbeResult, decision: Decision, path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["delta", "q", "v", "s", "chosen", "q_low", "q_high", "v_low", "v_high", "s_low", "s_high"])
-        for row in rows:
-            band = [x for name in "qvs" for x in bands[row.delta][name]]
-            writer.writerow([row.delta, row.q, row.v, row.s, int(row.delta == decision.delta), *band])
+        bands = [f"{name}_{end}" for name in "qvs" for end in ("low", "high")]
+        writer.writerow(["delta", "q", "v", "s", "chosen", *bands, "failing_prompts", "prompts"])
+        for row in result.rows:
+            band = [x for name in "qvs" for x in result.bands[row.delta][name]]
+            chosen = int(row.delta == decision.delta)
+            writer.writerow([row.delta, row.q, row.v, row.s, chosen, *band, result.failing_prompts, result.prompts])
 
 
 def write_sources_csv(sources: Sequence[SourceSignal], path: Path) -> None:
@@ -146,11 +148,12 @@ def main(argv: Sequence[str] | None = None, create_backend: BackendFactory = cre
     external += [("experience_file", str(args.experience_file))] if args.experience_file else []
     external += [("replay", str(args.replay_pool))] if args.replay_pool else []
     try:
-        rows, sources, bands = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
+        result = probe(backend, args.anchor, args.deltas, args.k, args.q_k, args.out, external)
     finally:
         getattr(backend, "close", lambda: None)()
+    rows, sources, bands = result.rows, result.sources, result.bands
     decision = select_delta(rows)
-    write_csv(rows, bands, decision, args.out / "probe.csv")
+    write_csv(result, decision, args.out / "probe.csv")
     plot(
         rows,
         bands,
@@ -166,6 +169,7 @@ def main(argv: Sequence[str] | None = None, create_backend: BackendFactory = cre
         print(f"delta={row.delta} Q={row.q:.4g} V={row.v:.4g} S={s} ({band})")
     for source in sources[len(rows) :]:
         print(f"source={source.source} Q={source.q:.4g} V=n/a")
+    print(f"Q is measured on the {result.failing_prompts} of {result.prompts} prompts θ_{args.anchor} fails")
     written = "probe.csv, probe.png, sources.csv and sources.png"
     print(f"delta*={decision.delta} ({decision.reason}); wrote {written} under {args.out}")
     return rows

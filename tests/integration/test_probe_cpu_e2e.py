@@ -108,6 +108,7 @@ def test_probe_writes_finite_q_v_s_for_every_delta(probed):
         # each with its interval over the probe prompts, from the per-response V sums the backend returns
         v_low, v_high = float(row["v_low"]), float(row["v_high"])
         assert 1.0 <= v_low <= v <= v_high and float(row["q_low"]) <= q <= float(row["q_high"])
+        assert 0 < int(row["failing_prompts"]) <= int(row["prompts"])
     chosen = [int(r["delta"]) for r in rows if r["chosen"] == "1"]
     best = max(rows, key=lambda r: float(r["s"]))
     assert chosen == ([int(best["delta"])] if float(best["q"]) > 0 else [])

@@ -52,7 +52,9 @@ class FakeBackend:
 
 def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
     backend = FakeBackend()
-    rows, _, bands = probe_algorithm.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    result = probe_algorithm.probe(backend, anchor=10, deltas=[1, 2, 4], k=4, q_k=4, work=tmp_path)
+    rows, bands = result.rows, result.bands
+    assert (result.failing_prompts, result.prompts) == (3, 4)
     assert [(r.delta, r.q) for r in rows] == [(1, 1 / 3), (2, 2 / 3), (4, 1.0)]
     assert [r.v for r in rows] == pytest.approx([1.05, 1.2, 1.8])
     # over prompts: Δ=1 solves one of the three failed prompts, so Q spans 0 to 1 across resamples; Δ=4 solves all;
@@ -71,9 +73,8 @@ def test_probe_orders_the_passes_and_computes_q_v_s(tmp_path):
 def test_external_sources_are_measured_on_the_prompts_the_anchor_fails(tmp_path):
     backend = FakeBackend()
     external = [("teacher", "teacher_response"), ("experience_file", "/runs/e.jsonl")]
-    rows, sources, _ = probe_algorithm.probe(
-        backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external
-    )
+    result = probe_algorithm.probe(backend, anchor=10, deltas=[1], k=4, q_k=4, work=tmp_path, external=external)
+    rows, sources = result.rows, result.sources
     # θ_10 fails prompts 0-2: the teacher solves 2 of them, the file holds 1 of them (prompt 3 is not failed)
     assert [(s.source, s.q) for s in sources] == [
         ("near_future (Δ=1)", rows[0].q), ("teacher (teacher_response)", 2 / 3), ("experience_file (e.jsonl)", 1 / 3)
