@@ -100,7 +100,7 @@ def methods(steps: int) -> dict[str, list[str]]:
             "npo.enable=false",
             "guidance.source=teacher",
             "guidance.gated=false",
-            "guidance.loss_shaping=luffy",
+            "guidance.loss_shaping=policy_prob",
             "algorithm.norm_adv_by_std_in_grpo=false",
             "actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided",
         ],

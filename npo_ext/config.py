@@ -269,7 +269,7 @@ def _check_schedule(interventions: tuple[Intervention, ...]) -> None:
 GUIDANCE_SOURCES = ("near_future", "teacher", "experience_file", "replay")
 # sources whose guides the run does not generate: their tokens are counted apart (npo/compute/external_tokens)
 EXTERNAL_SOURCES = ("teacher", "experience_file")
-LOSS_SHAPINGS = ("none", "luffy", "exgrpo")
+LOSS_SHAPINGS = ("none", "policy_prob", "behaviour_ratio")
 MIXINGS = ("replace", "append")
 
 
@@ -327,9 +327,10 @@ class GuidanceConfig:
             raise NPOConfigError("guidance.source=experience_file needs guidance.experience_file (a path)")
         if self.gamma <= 0:
             raise NPOConfigError(f"guidance.gamma must be > 0, got {self.gamma}")
-        if self.loss_shaping == "exgrpo" and self.source != "replay":
+        if self.loss_shaping == "behaviour_ratio" and self.source != "replay":
             raise NPOConfigError(
-                "guidance.loss_shaping=exgrpo needs the behaviour log-probs only guidance.source=replay records"
+                "guidance.loss_shaping=behaviour_ratio needs the behaviour log-probs that only guidance.source=replay "
+                "records"
             )
         if self.source == "replay" and self.mixing != "replace":
             raise NPOConfigError(

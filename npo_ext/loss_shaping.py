@@ -3,11 +3,11 @@
 On on-policy tokens every method keeps the backbone's clipped PPO loss. On off-policy (guide) tokens:
 
 * ``none``: the same clipped loss as on-policy tokens, with π_old recomputed by the current actor (NPO, RLEP);
-* ``luffy``: loss = −A · f(π_θ(y_t)), f(w) = w / (w + γ), γ = 0.1: the teacher's probability is taken as 1, so the
+* ``policy_prob``: loss = −A · f(π_θ(y_t)), f(w) = w / (w + γ), γ = 0.1: the teacher's probability is taken as 1, so the
   weight is the current policy's own probability, regularised so that low-probability tokens still get gradient;
   no clipping (LUFFY, ``off_policy_reshape="p_div_p_0.1"``, ``off_max_clip=None``);
-* ``exgrpo``: the same f on w = π_θ / π_behaviour, the recorded log-probs of the past policy that wrote the replayed
-  response (ExGRPO, ``exp_is_correct=True``); no clipping.
+* ``behaviour_ratio``: the same f on w = π_θ / π_behaviour, the recorded log-probs of the past policy that wrote
+  the replayed response (ExGRPO, ``exp_is_correct=True``); no clipping.
 
 These functions return per-token losses; aggregation (token-mean etc.) stays the backbone's.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-SHAPING_MODES = ("none", "luffy", "exgrpo")
+SHAPING_MODES = ("none", "policy_prob", "behaviour_ratio")
 DEFAULT_GAMMA = 0.1
 
 
@@ -63,7 +63,7 @@ def guided_policy_loss(
     on = clipped_pg_loss(log_prob, old_log_prob, advantages, clip_low, clip_high, dual_clip)
     if mode == "none":
         return on
-    if mode == "exgrpo" and behaviour_log_prob is None:
+    if mode == "behaviour_ratio" and behaviour_log_prob is None:
         raise ValueError("exgrpo shaping needs the behaviour log-probs recorded with the replayed responses")
-    off = -advantages * shaped_weight(log_prob, behaviour_log_prob if mode == "exgrpo" else None, gamma)
+    off = -advantages * shaped_weight(log_prob, behaviour_log_prob if mode == "behaviour_ratio" else None, gamma)
     return torch.where(off_policy.bool(), off, on)

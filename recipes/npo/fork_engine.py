@@ -21,7 +21,6 @@ import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,18 +33,16 @@ from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection,
 from npo_ext.persist import atomic_torch_save
 from npo_ext.prompt_keys import check_one_prompt_per_key
 from npo_ext.signals import Chi2TopK, TopKScores, v_from_rows
+from recipes.npo.fork_host import ForkHost
 from recipes.npo.topk_forward import SEQUENCE_TENSORS, actor_log_probs_at, actor_topk
-
-if TYPE_CHECKING:
-    from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
 logger = logging.getLogger(__name__)
 
 
 class VerlForkEngine:
-    """Implements ``npo_ext.fork.ForkEngine`` for a :class:`RayNPOTrainer`."""
+    """Implements ``npo_ext.fork.ForkEngine`` on verl, for a trainer that is a :class:`ForkHost`."""
 
-    def __init__(self, trainer: RayNPOTrainer) -> None:
+    def __init__(self, trainer: ForkHost) -> None:
         self.trainer = trainer
         self._rollout_asleep = False  # fit() leaves the replicas awake at every step boundary
 
@@ -90,7 +87,7 @@ class VerlForkEngine:
     def rollback(self, snapshot: Path, step: int) -> None:
         self._sleep_rollout()
         self.trainer.restore_folder(snapshot, step, what="fork snapshot")
-        self.trainer.global_steps = step + 1  # fit() is between steps: the next one it runs is step + 1
+        self.trainer.resume_at(step)
 
     def after_rollback(self) -> None:
         """A real checkpoint at the fork step carrying the state after the rollback (GUIDED, or IDLE with AutoNPO's
@@ -109,11 +106,7 @@ class VerlForkEngine:
             trainer.write_checkpoint_state(existing)
             return
         self._sleep_rollout()
-        trainer.global_steps = step  # _save_checkpoint names the folder after global_steps
-        try:
-            trainer._save_checkpoint()
-        finally:
-            trainer.global_steps = step + 1
+        trainer.save_kept_checkpoint(step)
 
     # --- guide collection ----------------------------------------------------------------------------------------
 
@@ -193,7 +186,7 @@ class VerlForkEngine:
         trainer, npo = self.trainer, self.trainer.npo
         per_round = npo.guide_round_n or npo.guide_n
         drawn: dict[int, list[tuple[tuple[int, ...], float, bool]]] = {p: [] for p in positions}
-        gen_batch = trainer._get_gen_batch(batch)
+        gen_batch = trainer.gen_batch_of(batch)
         pending, first_round = list(positions), True
         while pending:
             k = min(per_round, npo.guide_n - len(drawn[pending[0]]))

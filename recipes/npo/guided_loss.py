@@ -1,10 +1,10 @@
 """Guide-token loss shaping (``guidance.loss_shaping``) through verl's policy-loss registry: ``loss_mode=npo_guided``.
 
 verl 0.9.1 calls a registered policy loss with the standard per-token tensors only, so the trainer marks the guide
-tokens in the batch (``npo_off_policy``; for exgrpo also the replayed tokens' recorded log-probs) and names the
-shaping and its γ in the batch's meta info; the NPO worker's loss function, :func:`guided_ppo_loss`, reads them for
-each micro-batch, hands them to the registered loss, and otherwise runs verl's own ``ppo_loss`` (entropy, KL,
-aggregation, metrics). The per-token formulas are ``npo_ext.loss_shaping``.
+tokens in the batch (``npo_off_policy``; for ``behaviour_ratio`` also the replayed tokens' recorded log-probs) and
+names the shaping and its γ in the batch's meta info; the NPO worker's loss function, :func:`guided_ppo_loss`, reads
+them for each micro-batch, hands them to the registered loss, and otherwise runs verl's own ``ppo_loss`` (entropy,
+KL, aggregation, metrics). The per-token formulas are ``npo_ext.loss_shaping``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def mark_guide_tokens(batch: DataProto, guidance: GuidanceConfig) -> None:
     mask = batch.batch["response_mask"].bool()
     is_guide = batch.batch[IS_GUIDE] if IS_GUIDE in batch.batch.keys() else torch.zeros(len(batch), dtype=torch.bool)
     batch.batch[OFF_POLICY] = mask & is_guide.bool().unsqueeze(-1)
-    if guidance.loss_shaping == "exgrpo" and BEHAVIOUR_LOG_PROBS not in batch.batch.keys():
+    if guidance.loss_shaping == "behaviour_ratio" and BEHAVIOUR_LOG_PROBS not in batch.batch.keys():
         batch.batch[BEHAVIOUR_LOG_PROBS] = torch.zeros(mask.shape)  # no replayed rows this step
     batch.meta_info[SHAPING] = guidance.loss_shaping
     batch.meta_info[GAMMA] = guidance.gamma
@@ -55,7 +55,9 @@ def guided_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = 
         gamma=float(tu.get_non_tensor_data(data, GAMMA, 0.1)),
         off_policy=data.select(OFF_POLICY).to_padded_tensor()[OFF_POLICY].bool(),
         behaviour_log_prob=(
-            data.select(BEHAVIOUR_LOG_PROBS).to_padded_tensor()[BEHAVIOUR_LOG_PROBS] if shaping == "exgrpo" else None
+            data.select(BEHAVIOUR_LOG_PROBS).to_padded_tensor()[BEHAVIOUR_LOG_PROBS]
+            if shaping == "behaviour_ratio"
+            else None
         ),
     )
     try:

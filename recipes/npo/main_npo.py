@@ -61,7 +61,7 @@ class NPOTaskRunner(BaseTaskRunner):
             max_samples=config.data.get("train_max_samples", -1),
         )
         plugin = plugin_class(GuidanceConfig.from_dict(OmegaConf.to_container(config.get("guidance", {}) or {})))
-        if plugin is not None:  # e.g. ExGRPO asks questions again by dataset position
+        if plugin is not None:  # a plug-in may need the dataset in its own shape
             train_dataset = plugin.wrap_dataset(train_dataset)
         val_dataset = create_rl_dataset(
             config.data.val_files,

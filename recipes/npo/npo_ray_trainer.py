@@ -249,6 +249,22 @@ class RayNPOTrainer(RayPPOTrainer):
         self.data_state_at_boundary = state  # the restored position is this boundary's now
         self.global_steps = step
 
+    def resume_at(self, step: int) -> None:
+        """fit() is between steps: after a rollback to kept step ``step`` the next one it runs is ``step + 1``."""
+        self.global_steps = step + 1
+
+    def save_kept_checkpoint(self, step: int) -> None:
+        """verl's checkpoint of kept step ``step`` from a step boundary (verl names the folder after the counter)."""
+        self.global_steps = step
+        try:
+            self._save_checkpoint()
+        finally:
+            self.resume_at(step)
+
+    def gen_batch_of(self, batch: DataProto) -> DataProto:
+        """What the rollout generates from, as verl 0.9.1's fit() derives it from a training batch."""
+        return self._get_gen_batch(batch)
+
     # --- injection -----------------------------------------------------------------------------------------------
 
     def prompt_keys(self, non_tensor_batch: dict[str, Any]) -> list[str]:
@@ -373,7 +389,7 @@ class RayNPOTrainer(RayPPOTrainer):
         self.record_external(output)
 
     def generate_appended(self, prompts: DataProto, source: GuidanceSource, rollout: Any) -> DataProto:
-        """RLEP's mixing: generate only each group's fresh rows, then append its guides (see
+        """``guidance.mixing=append``: generate only each group's fresh rows, then append its guides (see
         ``npo_ext.injection.generate_with_appended_guides``)."""
         nt = prompts.non_tensor_batch
         keys = self.prompt_keys(nt)

@@ -49,7 +49,7 @@ class VerlProbeBackend:
         batch = DataProto.from_single_dict(self.batch_dict)
         batch.non_tensor_batch["uid"] = new_uids(len(batch))
         engine = self.trainer.fork_engine
-        output = engine.sample(self.trainer._get_gen_batch(batch), k)
+        output = engine.sample(self.trainer.gen_batch_of(batch), k)
         if samples_dir is not None:
             engine.store_v_samples(output, samples_dir / "batch_00000.pt", len(output))
         npo = self.trainer.npo

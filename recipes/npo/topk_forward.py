@@ -13,7 +13,7 @@ parallelism is not supported (the per-token ids would need verl's slicing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from verl import DataProto
@@ -21,10 +21,8 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 from npo_ext.topk import DRAW_SEED, GuideTopK, guide_topk, log_probs_at
+from recipes.npo.fork_host import ForkHost
 from recipes.npo.forward_padding import pad_for_forward
-
-if TYPE_CHECKING:
-    from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
 GIVEN_IDS, GIVEN_LOG_PROBS = "teacher_ids", "teacher_logprobs"  # the keys verl packs per position
 TOPK_K, TOPK_DRAWS = "npo_topk_k", "npo_topk_draws"
@@ -78,9 +76,7 @@ class TopKCapture:
         return {**out, TAIL_KEY: kept.tail.unsqueeze(0)}
 
 
-def _forward(
-    trainer: RayNPOTrainer, batch: DataProto, k: int, draws: int, given_ids: torch.Tensor | None
-) -> dict[str, Any]:
+def _forward(trainer: ForkHost, batch: DataProto, k: int, draws: int, given_ids: torch.Tensor | None) -> dict[str, Any]:
     """One actor forward over ``batch`` (padded to the worker count); returns the per-token outputs, unpadded."""
     size = len(batch)
     columns = k + draws if given_ids is None else given_ids.shape[-1]
@@ -119,7 +115,7 @@ def _forward(
     return {key: no_padding_2_padding(tu.get(output, key), data)[:size] for key in keys}
 
 
-def actor_topk(trainer: RayNPOTrainer, batch: DataProto, k: int, draws: int) -> GuideTopK:
+def actor_topk(trainer: ForkHost, batch: DataProto, k: int, draws: int) -> GuideTopK:
     """What the guide keeps for V per response token (``npo_ext.topk.guide_topk``): ``(rows, response_len, ...)``."""
     out = _forward(trainer, batch, k, draws, None)
     ids = torch.stack([out[ID_KEY.format(j)] for j in range(k + draws)], -1).round().long()
@@ -128,7 +124,7 @@ def actor_topk(trainer: RayNPOTrainer, batch: DataProto, k: int, draws: int) -> 
 
 
 def actor_log_probs_at(
-    trainer: RayNPOTrainer, batch: DataProto, ids: torch.Tensor, exclude: int
+    trainer: ForkHost, batch: DataProto, ids: torch.Tensor, exclude: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The actor's log-probs of the given ``(rows, response_len, n)`` ids, same shape, and its log-mass outside the
     first ``exclude`` of them ``(rows, response_len)``."""

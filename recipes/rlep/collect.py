@@ -94,7 +94,7 @@ class CollectTaskRunner(NPOTaskRunner):
             todo = [i for i, key in enumerate(keys) if key not in done]
             if not todo:
                 continue
-            gen_batch = trainer._get_gen_batch(batch)
+            gen_batch = trainer.gen_batch_of(batch)
             k = settings.samples_per_prompt
             output = engine.sample(gen_batch if len(todo) == len(keys) else gen_batch[todo], k)
             rows = engine.verified_responses(output)

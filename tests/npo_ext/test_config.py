@@ -67,7 +67,7 @@ def test_run_shape_checks():
         ({"mixing": "prepend"}, "guidance.mixing must be one of"),
         ({"source": "experience_file"}, "needs guidance.experience_file"),
         ({"source": "memory"}, "guidance.source must be one of"),
-        ({"loss_shaping": "exgrpo"}, "only guidance.source=replay records"),
+        ({"loss_shaping": "behaviour_ratio"}, "only guidance.source=replay records"),
         ({"source": "replay", "mixing": "append", "gated": False}, "mixing=replace"),
         ({"source": "replay", "replay_ratio": 1.0}, "replay_ratio must be in"),
         ({"source": "replay", "replay_max_responses": 0}, "replay_max_responses >= 1"),

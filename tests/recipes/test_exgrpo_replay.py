@@ -38,7 +38,9 @@ def make_trainer(tmp_path):
         {"actor_rollout_ref": {"rollout": {"n": N, "log_prob_micro_batch_size_per_gpu": 4}}}
     )
     trainer.npo = NPOConfig(enable=False)
-    trainer.guidance = GuidanceConfig(source="replay", loss_shaping="exgrpo", gated=False, replay_start_accuracy=0.0)
+    trainer.guidance = GuidanceConfig(
+        source="replay", loss_shaping="behaviour_ratio", gated=False, replay_start_accuracy=0.0
+    )
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.train_dataset = PositionedDataset(Rows())

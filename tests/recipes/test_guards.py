@@ -33,7 +33,7 @@ def test_the_recipe_configs_pass():
         ("skip.rollout.enable=true", "skip.rollout.enable"),
         ("skip.async_rollout.enable=true", "skip.async_rollout.enable"),
         ("actor_rollout_ref.rollout.enable_rollout_routing_replay=true", "enable_rollout_routing_replay"),
-        ("guidance.loss_shaping=luffy", "policy_loss.loss_mode=npo_guided"),
+        ("guidance.loss_shaping=policy_prob", "policy_loss.loss_mode=npo_guided"),
         ("actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided", "guidance.loss_shaping=none"),
     ],
 )
@@ -87,7 +87,7 @@ def test_the_exgrpo_recipe_replays_one_of_eight_with_the_shaped_weight():
     check_verl_run_supports_npo(exgrpo)
     guidance = GuidanceConfig.from_dict(OmegaConf.to_container(exgrpo.guidance, resolve=True))
     assert (guidance.source, guidance.mixing, guidance.gated, guidance.loss_shaping) == (
-        "replay", "replace", False, "exgrpo"
+        "replay", "replace", False, "behaviour_ratio"
     )  # fmt: skip
     assert (guidance.replay_ratio, guidance.replay_start_accuracy, guidance.replay_sigma) == (0.5, 0.35, 1.0)
     assert exgrpo.npo.slots_per_group == 1 and exgrpo.actor_rollout_ref.rollout.n == 8, "1 replayed + 7 generated"
