@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from verl import DataProto
 
+from npo_ext.config import GuidanceConfig, NPOConfig
 from npo_ext.guidance import GuidanceSource
 from npo_ext.signals import failing_prompts, pass_at_1_q
 
@@ -34,13 +35,13 @@ BEHAVIOUR_LOG_PROBS = "npo_behaviour_log_probs"
 
 @dataclass(frozen=True)
 class InjectionSpec:
-    """The injection knobs, a subset of :class:`npo_ext.config.NPOConfig`."""
+    """The injection knobs, a subset of :class:`npo_ext.config.NPOConfig` and ``GuidanceConfig`` (defaults theirs)."""
 
-    gate: float = 0.6
-    slot: str = "last"
-    slots_per_group: int = 1
-    acc_key: str = "acc"
-    gated: bool = True  # False: every group gets its slots (LUFFY, ExGRPO), whatever its accuracy
+    gate: float = NPOConfig.gate
+    slot: str = NPOConfig.slot
+    slots_per_group: int = NPOConfig.slots_per_group
+    acc_key: str = NPOConfig.acc_key
+    gated: bool = GuidanceConfig.gated  # False: every group gets its slots (LUFFY, ExGRPO), whatever its accuracy
 
 
 def group_rows(uids: Sequence[str]) -> dict[str, list[int]]:

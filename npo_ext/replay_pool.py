@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from npo_ext.config import GuidanceConfig
 from npo_ext.guide_pool import GuideSample, sample_from_json
 
 
@@ -37,9 +38,9 @@ class Experience:
 @dataclass(frozen=True)
 class ReplaySettings:
     n: int = 8  # the group size whose middle (n/2) the bucket weights favour
-    start_accuracy: float = 0.35
-    sigma: float = 1.0
-    max_responses_per_question: int = 8  # ours: ExGRPO keeps every success; a cap bounds memory
+    start_accuracy: float = GuidanceConfig.replay_start_accuracy
+    sigma: float = GuidanceConfig.replay_sigma
+    max_responses_per_question: int = GuidanceConfig.replay_max_responses  # ours: ExGRPO keeps every success
 
 
 class ReplayPool:

@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from npo_ext.config import NPOConfig
 from npo_ext.delta_selection import Candidate, Decision, select_delta
 from npo_ext.probe import Band, ProbeBackend, ProbeResult, SourceSignal, probe
 from recipes.npo.probe_backend import create
@@ -109,7 +110,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--deltas", required=True, help="comma-separated look-ahead distances, e.g. 10,20,40")
     parser.add_argument("--prompts", type=Path, required=True, help="verl parquet of the prompts to probe on")
     parser.add_argument("--k", type=int, default=8, help="samples per prompt and policy (default 8)")
-    parser.add_argument("--q-k", type=int, default=4, help="Q is pass@min(q_k, k), as npo.q_k (default 4)")
+    parser.add_argument(
+        "--q-k", type=int, default=NPOConfig.q_k, help=f"Q is pass@min(q_k, k), as npo.q_k (default {NPOConfig.q_k})"
+    )
     parser.add_argument("--out", type=Path, default=Path("probe_out"), help="where probe.csv and probe.png go")
     parser.add_argument("--teacher-field", help="also measure the teacher traces in extra_info[FIELD] (LUFFY)")
     parser.add_argument("--experience-file", type=Path, help="also measure an RLEP experience file")
