@@ -292,9 +292,9 @@ class GuidanceConfig:
     # replace: guides overwrite generated slots; append: rollout.n = G + M, a prompt with m <= M = npo.slots_per_group
     # guides gets G + M - m generated responses and m guides, advantages over all G + M (RLEP; needs gated=false)
     mixing: str = "replace"
-    # loss on guide tokens: none (the backbone's clipped loss, NPO) | luffy (−A·p/(p+γ), unclipped) | exgrpo
-    # (−A·w/(w+γ), w = π_θ / the recorded π of the policy that wrote the replayed response; source=replay). Both need
-    # actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided
+    # loss on guide tokens: none (the backbone's clipped loss, NPO) | policy_prob (−A·p/(p+γ), unclipped; LUFFY) |
+    # behaviour_ratio (−A·w/(w+γ), w = π_θ / the recorded π of the policy that wrote the replayed response;
+    # source=replay; ExGRPO). Both need actor_rollout_ref.actor.policy_loss.loss_mode=npo_guided
     loss_shaping: str = "none"
     gamma: float = 0.1
     teacher_field: str = "teacher_response"
@@ -303,11 +303,13 @@ class GuidanceConfig:
     seed: int = 0  # also seeds source=replay's question draws
     # source=replay: the share of each batch's prompts replaced by experience questions once replay has started (a
     # batch whose on-policy accuracy exceeds replay_start_accuracy starts it), the σ of the Gaussian bucket weights
-    # around n/2 successes, and the most successes kept per question (ours; ExGRPO keeps all)
+    # around n/2 successes, and the most successes kept per question (ours; ExGRPO keeps all). Successes are stored
+    # from the step that starts replay on, as ExGRPO's release does; replay_collect_before_start: from step 1 (ours)
     replay_ratio: float = 0.5
     replay_start_accuracy: float = 0.35
     replay_sigma: float = 1.0
     replay_max_responses: int = 8
+    replay_collect_before_start: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in GUIDANCE_SOURCES and not self.plugin:

@@ -158,21 +158,25 @@ class ExperienceReplay(GuidancePlugin):
         return ((entropy * mask).sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
 
     def after_old_log_prob(self, batch: DataProto, old_log_probs: torch.Tensor) -> None:
-        """Store this step's correct generated responses (per group), retire solved prompts, maybe start replay."""
+        """Maybe start replay; retire the questions solved n/n; once replay has started (or with
+        ``replay_collect_before_start``) store this step's correct generated responses. A question's success count
+        is over its whole group, the replayed row included, as ExGRPO's release counts it."""
         trainer = self.trainer
         nt, td = batch.non_tensor_batch, batch.batch
         keys = nt[PROMPT_KEY]
         correct = np.asarray(nt[trainer.npo.acc_key], dtype=np.float64) >= trainer.npo.guide_min_acc
         is_guide = td[IS_GUIDE].bool().tolist() if IS_GUIDE in td.keys() else [False] * len(batch)
+        started = self.pool.update_start(float(np.mean([correct[r] for r in range(len(batch)) if not is_guide[r]])))
+        collecting = started or trainer.guidance.replay_collect_before_start
         lengths = td["response_mask"].sum(-1).long().tolist()
         scores = td["rm_scores"].sum(-1).tolist()
         # a correct response cut off at the length limit counts as a success but is not replayed: written back, it
         # would need an EOS it never had, one token past the budget
         last_tokens = [int(td["responses"][r, length - 1]) if length else None for r, length in enumerate(lengths)]
         finished = [token in trainer.eos_token_ids for token in last_tokens]
-        generated_correct, unfinished = [], 0
+        unfinished = 0
         for rows in group_rows(nt["uid"]).values():
-            generated = [r for r in rows if not is_guide[r]]
+            generated_correct = [r for r in rows if not is_guide[r] and correct[r]]
             successes = [
                 GuideSample(
                     tuple(td["responses"][r, : lengths[r]].tolist()),
@@ -181,14 +185,12 @@ class ExperienceReplay(GuidancePlugin):
                     provenance=self.pool.provenance,
                     behaviour_log_probs=tuple(old_log_probs[r, : lengths[r]].tolist()),
                 )
-                for r in generated
-                if correct[r] and finished[r]
+                for r in generated_correct
+                if finished[r] and collecting
             ]
-            num_correct = sum(bool(correct[r]) for r in generated)
-            unfinished += num_correct - len(successes)
-            self.pool.observe(keys[rows[0]], int(nt[POSITION][rows[0]]), successes, num_correct, len(generated))
-            generated_correct += [bool(correct[r]) for r in generated]
-        started = self.pool.update_start(float(np.mean(generated_correct)))
+            unfinished += sum(not finished[r] for r in generated_correct) if collecting else 0
+            num_correct = sum(bool(correct[r]) for r in rows)
+            self.pool.observe(keys[rows[0]], int(nt[POSITION][rows[0]]), successes, num_correct, len(rows))
         metrics = {
             "npo/replay/unfinished_successes": float(unfinished),
             "npo/replay/pool_questions": float(len(self.pool)),

@@ -153,8 +153,36 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
     assert metrics["npo/signal/q"] == pytest.approx(1 / 4), "four groups fail; the replay solves one"
     assert metrics["npo/signal/v"] == pytest.approx(1.0), "π_cur = π_past on the replayed tokens: w = 1"
     assert metrics["npo/signal/s"] == pytest.approx(0.25)
-    # the replayed group's 3 generated responses all failed: the question stays, its count not updated
-    assert replay.pool.questions["d/1"].successes == 3
+    # the replayed group: its 3 generated responses failed, the replayed one is correct. ExGRPO's release counts the
+    # whole group, so the question moves to bucket 1 (counting the generated rows alone would keep it in bucket 3)
+    assert replay.pool.questions["d/1"].successes == 1
+
+
+@pytest.mark.parametrize("collect_before_start", [False, True])
+def test_successes_are_stored_from_the_step_that_starts_replay(tmp_path, collect_before_start):
+    trainer = make_trainer(tmp_path)
+    trainer.guidance = GuidanceConfig(
+        source="replay", gated=False, replay_start_accuracy=0.35, replay_collect_before_start=collect_before_start
+    )
+    replay = trainer.plugin = ExperienceReplay(trainer)
+    responses = {i: [WRONG] * N for i in range(8)}
+    responses[1] = [((3, EOS), True)] + [WRONG] * (N - 1)
+    responses[2] = [((4, EOS), True)] * N
+    with mock.patch.object(RayPPOTrainer, "_compute_old_log_prob", fake_actor([])):
+        # step 1: 5 of 16 responses correct (0.31): replay does not start
+        trainer._compute_old_log_prob(
+            generate(trainer, collate_fn([trainer.train_dataset[i] for i in range(4)]), responses)
+        )
+        assert not replay.pool.started and replay.pool.retired == {"d/2"}, "a question solved n/n is retired anyway"
+        assert set(replay.pool.questions) == ({"d/1"} if collect_before_start else set())
+        # step 2: 6 of 16 correct (0.375) starts replay, and this step's successes are stored
+        responses[5] = [((6, EOS), True)] * (N - 1) + [WRONG]
+        responses[6] = [((7, EOS), True)] * (N - 1) + [WRONG]
+        trainer._compute_old_log_prob(
+            generate(trainer, collate_fn([trainer.train_dataset[i] for i in range(4, 8)]), responses)
+        )
+    assert replay.pool.started
+    assert set(replay.pool.questions) == {"d/5", "d/6"} | ({"d/1"} if collect_before_start else set())
 
 
 def test_a_pool_that_no_longer_matches_the_data_is_an_error(tmp_path):
