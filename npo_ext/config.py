@@ -298,6 +298,10 @@ class GuidanceConfig:
     loss_shaping: str = "none"
     gamma: float = 0.1
     teacher_field: str = "teacher_response"
+    # source=teacher: at start-up the recipe counts the training prompts whose trace fits data.max_response_length
+    # (a longer one is skipped at injection); below this share it fails (error) or warns (warn)
+    teacher_min_fit_share: float = 0.9
+    teacher_fit_check: str = "error"
     # source=experience_file: the file, and the seed of the draws from it (the draw state is saved with checkpoints)
     experience_file: str = ""
     seed: int = 0  # also seeds source=replay's question draws
@@ -342,6 +346,11 @@ class GuidanceConfig:
             raise NPOConfigError(f"guidance.replay_ratio must be in (0, 1), got {self.replay_ratio}")
         if self.replay_sigma <= 0 or self.replay_max_responses < 1:
             raise NPOConfigError("guidance.replay_sigma must be > 0 and guidance.replay_max_responses >= 1")
+        if self.teacher_fit_check not in ("error", "warn") or not 0.0 <= self.teacher_min_fit_share <= 1.0:
+            raise NPOConfigError(
+                "guidance.teacher_fit_check must be error or warn and guidance.teacher_min_fit_share in [0, 1], got "
+                f"{self.teacher_fit_check!r} and {self.teacher_min_fit_share}"
+            )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> GuidanceConfig:
