@@ -4,6 +4,7 @@
         [--template NAME] [--max-prompt-length N] [--processor PATH] [--exclude-types T1,T2] [--no-teacher]
     python -m data_prep filter --input DIR --model PATH --k 4 --output DIR [--pass-rate LO,HI] [--backend B]
     python -m data_prep benchmark NAME --input PATH --output DIR [--image-root DIR] [--template NAME]
+    python -m data_prep teacher --input DIR --output DIR --tokenizer PATH --max-response-length N [--clear FLAGS]
 
 Exit status: 0 when rows were written, 1 when no row survived, 2 for a schema or input error (the message names
 the file and the column) or an unreadable path.
@@ -94,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     flt.add_argument("--temperature", type=float, default=1.0)
     flt.add_argument("--top-p", type=float, default=1.0)
     flt.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
+
+    teacher = commands.add_parser("teacher", help="check teacher traces (LUFFY) against the budget and the answer")
+    teacher.add_argument("--input", required=True, type=Path, help="folder of converted shards")
+    teacher.add_argument("--output", required=True, type=Path, help="report folder (and shards, with --clear)")
+    teacher.add_argument("--tokenizer", required=True, help="the training model's folder: its tokenizer counts")
+    teacher.add_argument("--max-response-length", type=int, required=True, help="the recipe's data.max_response_length")
+    teacher.add_argument(
+        "--clear",
+        type=lambda text: frozenset(t.strip() for t in text.split(",") if t.strip()),
+        default=frozenset(),
+        help="too_long and/or unverified: write the shards again with those traces removed (prompts kept)",
+    )
+    teacher.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
     return parser
 
 
@@ -134,13 +148,17 @@ def main(argv: list[str] | None = None) -> int:
             from data_prep.difficulty import run_filter
 
             summary = run_filter(args)
+        elif args.command == "teacher":
+            from data_prep.teacher_traces import run_teacher
+
+            summary = run_teacher(args)
         else:
             summary = _convert(args)
     except (InputError, OSError) as exc:  # a schema error, or a path that cannot be read or written
         print(f"data_prep: {exc}", file=sys.stderr)
         return 2
     print(summary.format())
-    if summary.total_out == 0:
+    if summary.total_out == 0 and (args.command != "teacher" or args.clear):
         print("data_prep: no row survived", file=sys.stderr)
         return 1
     return 0
