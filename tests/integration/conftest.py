@@ -1,9 +1,13 @@
 """Shared by the end-to-end runs: the tiny model and data, fresh run folders, the probe, checkpoint comparisons."""
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,14 +41,31 @@ def new_demo_dir(assets):
 
 
 PROBE = Path(__file__).with_name("npo_cpu_probe.py")
+VLLM_LOCK = Path(tempfile.gettempdir()) / "npo-tests-one-vllm-run.lock"
+
+
+@contextmanager
+def one_vllm_run_at_a_time(python: str) -> Iterator[None]:
+    """Runs through vLLM (``python`` is not this interpreter) take a machine-wide lock: two of them side by side,
+    one per test worker, run a 24 GiB machine out of memory; other runs go on beside them."""
+    if python == sys.executable:
+        yield
+        return
+    with open(VLLM_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run_probe(python: str, demo_dir: Path, name: str, args: list[str], timeout: int) -> tuple[int, dict, str]:
     """Run tests/integration/npo_cpu_probe.py; returns its exit code, its JSON report and its output."""
     report = demo_dir / f"{name}.json"
-    proc = subprocess.run(
-        [python, str(PROBE), str(demo_dir), str(report), *args], capture_output=True, text=True, timeout=timeout
-    )
+    with one_vllm_run_at_a_time(python):
+        proc = subprocess.run(
+            [python, str(PROBE), str(demo_dir), str(report), *args], capture_output=True, text=True, timeout=timeout
+        )
     data = json.loads(report.read_text()) if report.exists() else {}
     return proc.returncode, data, proc.stdout + proc.stderr
 
@@ -112,11 +133,12 @@ def run_demo_recipe(
     log = out / "steps.jsonl"
     env = dict(os.environ, OUT_DIR=str(out), PYTHON=python, VERL_FILE_LOGGER_PATH=str(log))
     rollout = ["--rollout", "vllm"] if python != sys.executable else []
-    proc = subprocess.run(
-        ["bash", "scripts/run_npo.sh", "--local", "--recipe", recipe, "--gpus-per-node", str(ranks), *rollout,
-         f"trainer.total_training_steps={steps}", "trainer.logger=[console,file]", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    with one_vllm_run_at_a_time(python):
+        proc = subprocess.run(
+            ["bash", "scripts/run_npo.sh", "--local", "--recipe", recipe, "--gpus-per-node", str(ranks), *rollout,
+             f"trainer.total_training_steps={steps}", "trainer.logger=[console,file]", *overrides],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [json.loads(line)["data"] for line in log.read_text().splitlines()], proc.stdout + proc.stderr
 
