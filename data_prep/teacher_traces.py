@@ -95,7 +95,7 @@ def check_traces(
                         index = row["extra_info"].get("index")
                         log.write(json.dumps({"file": path.name, "index": index, "flags": flags}) + "\n")
                     if clear:
-                        if set(flags) & clear and "missing" not in flags:
+                        if set(flags) & clear:  # clear never holds "missing" (run_teacher refuses it)
                             row["extra_info"]["teacher_response"] = None
                             summary.fixed["trace_cleared"] += 1
                         if prefix not in writers:
