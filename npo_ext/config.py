@@ -314,6 +314,9 @@ class GuidanceConfig:
     replay_sigma: float = 1.0
     replay_max_responses: int = 8
     replay_collect_before_start: bool = False
+    # a question solved n/n leaves the training data from the next epoch on, as ExGRPO's release drops it (false: it
+    # stays in the data and only leaves the pool)
+    replay_drop_retired: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in GUIDANCE_SOURCES and not self.plugin:

@@ -2,7 +2,8 @@
 
 Facts (ExGRPO, arXiv 2510.02245, and its release in github.com/ElliottYan/LUFFY): after each step, every prompt with
 1..n−1 of n responses correct has its correct responses stored with the log-probs of the policy that wrote them; a
-prompt solved n/n is retired (removed, never stored again). Replay starts once a batch's accuracy exceeds 0.35.
+prompt solved n/n is retired (removed, never stored again, and left out of later epochs' data by
+``npo_ext.retiring_sampler``). Replay starts once a batch's accuracy exceeds 0.35.
 Experience questions are drawn by bucket, k = the prompt's latest number of successes, bucket weight N(k; μ = n/2, σ =
 1), multinomial over buckets and uniform within one; of a question's stored responses the one with the lowest entropy
 under the current policy is replayed. A question is asked again through its position in the training dataset. The pool's
@@ -51,7 +52,7 @@ class ReplayPool:
     def __init__(self, settings: ReplaySettings, seed: int = 0) -> None:
         self.settings = settings
         self.questions: dict[str, Experience] = {}
-        self.retired: set[str] = set()
+        self.retired: dict[str, int] = {}  # a retired question's key -> its dataset position
         self.started = False
         self.rng = np.random.default_rng(seed)
         self.drawn: list[str] = []  # this step's experience questions
@@ -75,7 +76,7 @@ class ReplayPool:
             return
         if num_correct >= group_size:
             self.questions.pop(key, None)
-            self.retired.add(key)
+            self.retired[key] = int(dataset_position)
             return
         if num_correct <= 0:
             return  # nothing to learn from; an earlier success (if any) stays
@@ -87,6 +88,10 @@ class ReplayPool:
         entry.successes = num_correct
         entry.responses.extend(successes)
         del entry.responses[: -self.settings.max_responses_per_question]
+
+    def retired_positions(self) -> set[int]:
+        """Where the retired questions sit in the training data (what later epochs leave out)."""
+        return set(self.retired.values())
 
     def update_start(self, batch_accuracy: float) -> bool:
         """Replay switches on (for good) once a batch's accuracy exceeds ``start_accuracy``."""
@@ -148,7 +153,7 @@ class ReplayPool:
     def state_dict(self) -> dict[str, Any]:
         return {
             "questions": {k: asdict(e) for k, e in self.questions.items()},
-            "retired": sorted(self.retired),
+            "retired": dict(sorted(self.retired.items())),
             "started": self.started,
             "rng": self.rng.bit_generator.state,
         }
@@ -162,7 +167,12 @@ class ReplayPool:
             )
             for key, raw in state["questions"].items()
         }
-        self.retired = set(state["retired"])
+        if not isinstance(state["retired"], Mapping):
+            raise ValueError(
+                "this replay pool state lists retired questions without their dataset positions (saved before "
+                "retired questions left the training data); resume it with the code that saved it"
+            )
+        self.retired = {key: int(position) for key, position in state["retired"].items()}
         self.started = bool(state["started"])
         self.rng.bit_generator.state = state["rng"]
         self.drawn, self.chosen = [], {}

@@ -18,7 +18,7 @@ from npo_ext.config import GuidanceConfig, NPOConfigError
 from npo_ext.guidance import GuidanceSource
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
+    from torch.utils.data import Dataset, Sampler
 
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
@@ -42,6 +42,11 @@ class GuidancePlugin:
     def wrap_dataset(cls, dataset: Dataset) -> Dataset:
         """The training dataset as the plug-in needs it, before the trainer is built."""
         return dataset
+
+    @classmethod
+    def wrap_sampler(cls, sampler: Sampler[int], guidance: GuidanceConfig) -> Sampler[int]:
+        """The training sampler as the plug-in needs it, before the trainer is built."""
+        return sampler
 
     def compose(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The collated batch the dataloader hands ``fit()``."""

@@ -4,6 +4,7 @@ as the recipe's plug-in (``recipes.common.guidance_plugin``; the training datase
 
 Three seams of the trainer call it:
 
+* the training sampler (:meth:`ExperienceReplay.wrap_sampler`) leaves the questions retired before an epoch out of it;
 * the dataloader wrapper hands each batch to :meth:`ExperienceReplay.compose`: once replay has started, up to
   ``guidance.replay_ratio`` of the batch's prompts are replaced by experience questions drawn from the pool, asked
   again from their dataset position (the fresh prompts they displace come back in a later epoch);
@@ -22,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
-from npo_ext.config import NPOConfigError
+from npo_ext.config import GuidanceConfig, NPOConfigError
 from npo_ext.guide_pool import GuideSample
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE, group_rows, write_response
 from npo_ext.replay_pool import ReplayPool, ReplaySettings
+from npo_ext.retiring_sampler import RetiringSampler
 from npo_ext.signals import effective_signal, sampled_ratio_second_moment
 from recipes.common.guidance_plugin import GuidancePlugin
 from recipes.npo.forward_padding import pad_for_forward
@@ -95,6 +97,14 @@ class ExperienceReplay(GuidancePlugin):
             max_responses_per_question=guidance.replay_max_responses,
         )
         self.pool = ReplayPool(settings, seed=guidance.seed)
+        if guidance.replay_drop_retired:
+            sampler = trainer.train_dataloader.sampler
+            if not isinstance(sampler, RetiringSampler):
+                raise NPOConfigError(
+                    "guidance.replay_drop_retired needs the training sampler wrapped by ExperienceReplay.wrap_sampler "
+                    "(recipes/npo/main_npo.py does this for the recipe's plug-in)"
+                )
+            sampler.retired = self.pool.retired_positions
 
     def compose(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Replace the batch's last prompts with this step's experience questions (none before replay starts)."""
@@ -116,6 +126,11 @@ class ExperienceReplay(GuidancePlugin):
     @classmethod
     def wrap_dataset(cls, dataset: Dataset) -> PositionedDataset:
         return PositionedDataset(dataset)
+
+    @classmethod
+    def wrap_sampler(cls, sampler: Sampler[int], guidance: GuidanceConfig) -> Sampler[int]:
+        """Later epochs leave retired questions out (``guidance.replay_drop_retired``)."""
+        return RetiringSampler(sampler) if guidance.replay_drop_retired else sampler
 
     def state(self) -> ReplayPool:
         return self.pool

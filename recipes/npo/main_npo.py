@@ -60,9 +60,13 @@ class NPOTaskRunner(BaseTaskRunner):
             is_train=True,
             max_samples=config.data.get("train_max_samples", -1),
         )
-        plugin = plugin_class(GuidanceConfig.from_dict(OmegaConf.to_container(config.get("guidance", {}) or {})))
+        guidance = GuidanceConfig.from_dict(OmegaConf.to_container(config.get("guidance", {}) or {}))
+        plugin = plugin_class(guidance)
         if plugin is not None:  # a plug-in may need the dataset in its own shape
             train_dataset = plugin.wrap_dataset(train_dataset)
+        train_sampler = create_rl_sampler(config.data, train_dataset)
+        if plugin is not None:
+            train_sampler = plugin.wrap_sampler(train_sampler, guidance)
         val_dataset = create_rl_dataset(
             config.data.val_files,
             config.data,
@@ -81,7 +85,7 @@ class NPOTaskRunner(BaseTaskRunner):
             train_dataset=train_dataset,
             val_dataset=val_dataset,
             collate_fn=collate_fn,
-            train_sampler=create_rl_sampler(config.data, train_dataset),
+            train_sampler=train_sampler,
         )
 
     def run(self, config) -> None:

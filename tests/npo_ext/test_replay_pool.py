@@ -19,11 +19,12 @@ def test_only_partly_solved_prompts_are_stored_and_fully_solved_ones_are_retired
     pool.observe("none", 0, [], 0, 8)
     pool.observe("some", 1, [success(5), success(6)], 2, 8)
     pool.observe("all", 2, [success(7)] * 8, 8, 8)
-    assert set(pool.questions) == {"some"} and pool.retired == {"all"}
+    assert set(pool.questions) == {"some"} and pool.retired == {"all": 2}
     assert pool.questions["some"].dataset_position == 1
     pool.observe("some", 1, [success(9)] * 7, 7, 7)  # a replayed group: 7 generated, all correct: retired
     pool.observe("some", 1, [success(10)], 1, 8)  # never stored again
-    assert len(pool) == 0 and pool.retired == {"all", "some"}
+    assert len(pool) == 0 and pool.retired == {"all": 2, "some": 1}
+    assert pool.retired_positions() == {1, 2}, "where later epochs leave them out of the training data"
 
 
 def test_a_question_is_stored_only_with_a_response_to_replay():
@@ -96,5 +97,12 @@ def test_state_round_trips_through_json_including_the_sampler():
     state = json.loads(json.dumps(pool.state_dict()))
     restored = ReplayPool(ReplaySettings(), seed=99)
     restored.load_state_dict(state)
-    assert restored.questions == pool.questions and restored.retired == {"solved"} and restored.started
+    assert restored.questions == pool.questions and restored.retired == {"solved": 9} and restored.started
     assert restored.draw(2) == pool.draw(2)
+
+
+def test_a_state_without_retired_positions_is_refused():
+    state = ReplayPool(ReplaySettings()).state_dict()
+    state["retired"] = ["solved"]  # the layout saved before retired questions left the training data
+    with pytest.raises(ValueError, match="without their dataset positions"):
+        ReplayPool(ReplaySettings()).load_state_dict(state)

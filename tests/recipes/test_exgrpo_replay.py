@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, SequentialSampler
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.utils.dataset.rl_dataset import collate_fn
@@ -44,7 +44,8 @@ def make_trainer(tmp_path):
     trainer.tokenizer = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
     trainer._eos_token_ids = (EOS,)
     trainer.train_dataset = PositionedDataset(Rows())
-    trainer.train_dataloader = SimpleNamespace(collate_fn=collate_fn)
+    sampler = ExperienceReplay.wrap_sampler(SequentialSampler(range(8)), trainer.guidance)
+    trainer.train_dataloader = SimpleNamespace(collate_fn=collate_fn, sampler=sampler)
     trainer.actor_rollout_wg = SimpleNamespace(world_size=1)
     trainer.fork_manager = ForkManager((), tmp_path / "npo")
     trainer._reward_scorer = SimpleNamespace(score=lambda row, ids: {"score": 1.0, "acc": 1.0})
@@ -124,7 +125,7 @@ def test_experience_is_stored_drawn_into_the_batch_and_replayed_by_lowest_entrop
     responses[2] = [((4, EOS), True)] * N
     with mock.patch.object(RayPPOTrainer, "_compute_old_log_prob", fake_actor([])):
         trainer._compute_old_log_prob(generate(trainer, first, responses))
-    assert set(replay.pool.questions) == {"d/1"} and replay.pool.retired == {"d/2"} and replay.pool.started
+    assert set(replay.pool.questions) == {"d/1"} and replay.pool.retired == {"d/2": 2} and replay.pool.started
     stored = replay.pool.candidates("d/1")
     assert [s.response_ids for s in stored] == [(5, 6, EOS), (3, EOS)]
     assert stored[0].behaviour_log_probs == (-0.5, -0.5, -0.5), "the actor's log-probs of the stored tokens"
@@ -173,7 +174,7 @@ def test_successes_are_stored_from_the_step_that_starts_replay(tmp_path, collect
         trainer._compute_old_log_prob(
             generate(trainer, collate_fn([trainer.train_dataset[i] for i in range(4)]), responses)
         )
-        assert not replay.pool.started and replay.pool.retired == {"d/2"}, "a question solved n/n is retired anyway"
+        assert not replay.pool.started and replay.pool.retired == {"d/2": 2}, "a question solved n/n is retired anyway"
         assert set(replay.pool.questions) == ({"d/1"} if collect_before_start else set())
         # step 2: 6 of 16 correct (0.375) starts replay, and this step's successes are stored
         responses[5] = [((6, EOS), True)] * (N - 1) + [WRONG]
@@ -192,3 +193,25 @@ def test_a_pool_that_no_longer_matches_the_data_is_an_error(tmp_path):
     trainer.plugin.pool.update_start(1.0)
     with pytest.raises(NPOConfigError, match="same data files"):
         trainer.plugin.compose(collate_fn([trainer.train_dataset[i] for i in range(4)]))
+
+
+def test_the_next_epoch_leaves_out_a_question_solved_n_of_n(tmp_path):
+    trainer = make_trainer(tmp_path)
+    responses = {i: [WRONG] * N for i in range(8)}
+    responses[2] = [((4, EOS), True)] * N
+    with mock.patch.object(RayPPOTrainer, "_compute_old_log_prob", fake_actor([])):
+        trainer._compute_old_log_prob(
+            generate(trainer, collate_fn([trainer.train_dataset[i] for i in range(4)]), responses)
+        )
+    next_epoch = list(trainer.train_dataloader.sampler)
+    assert 2 not in next_epoch and len(next_epoch) == 8, "ExGRPO's release drops it from the data"
+
+
+def test_keeping_retired_questions_is_an_option_and_dropping_them_needs_the_wrapped_sampler(tmp_path):
+    guidance = GuidanceConfig(source="replay", replay_drop_retired=False)
+    sampler = SequentialSampler(range(8))
+    assert ExperienceReplay.wrap_sampler(sampler, guidance) is sampler
+    trainer = make_trainer(tmp_path)
+    trainer.train_dataloader.sampler = sampler
+    with pytest.raises(NPOConfigError, match="wrap_sampler"):
+        ExperienceReplay(trainer)
