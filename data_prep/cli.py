@@ -23,6 +23,7 @@ from data_prep.inputs import InputError
 from data_prep.pipeline import Settings, Summary, convert, write_manifest
 from data_prep.templates import DEFAULT_TEMPLATE, TEMPLATES
 from data_prep.writer import DEFAULT_SHARD_ROWS
+from verifiers.vllm_engine import add_vllm_arguments
 
 DEFAULT_MAX_PROMPT_LENGTH = 4096  # the paper's prompt budget (4096 prompt + 4096 response)
 
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     flt.add_argument("--temperature", type=float, default=1.0)
     flt.add_argument("--top-p", type=float, default=1.0)
     flt.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
+    add_vllm_arguments(flt)
 
     teacher = commands.add_parser("teacher", help="check teacher traces (LUFFY) against the budget and the answer")
     teacher.add_argument("--input", required=True, type=Path, help="folder of converted shards")

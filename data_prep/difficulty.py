@@ -15,6 +15,7 @@ the model, sampling settings and input files; a rerun with different ones refuse
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from data_prep.inputs import InputError, parquet_num_rows, parquet_rows
 from data_prep.pipeline import Summary, write_manifest
 from data_prep.writer import DEFAULT_SHARD_ROWS, ShardWriter, remove_shards
 from verifiers import Item, verify_batch
+from verifiers.vllm_engine import VLLMOptions, options_from_args
 
 SCORES_FILE = "scores.jsonl"
 STATE_FILE = "filter_state.json"
@@ -47,6 +49,7 @@ class FilterConfig:
     max_new_tokens: int
     temperature: float
     top_p: float
+    dtype: str = "auto"  # vLLM's weights and activations (bf16 and fp32 answers differ)
 
 
 class Generator(Protocol):
@@ -55,12 +58,12 @@ class Generator(Protocol):
     def generate(self, samples: list[Any]) -> list[str]: ...
 
 
-def make_generator(config: FilterConfig, data: str) -> Generator:
+def make_generator(config: FilterConfig, data: str, vllm_options: VLLMOptions | None = None) -> Generator:
     """`verifiers.evaluate`'s transformers or vLLM generator for the configured backend (vLLM imported lazily)."""
-    from verifiers.evaluate import Protocol, TransformersGenerator, VLLMGenerator
+    from verifiers.evaluate import Protocol, make_generator
 
     protocol = Protocol(config.model, data, config.backend, config.max_new_tokens, config.temperature, config.top_p)
-    return (VLLMGenerator if config.backend == "vllm" else TransformersGenerator)(config.model, protocol)
+    return make_generator(protocol, vllm_options)
 
 
 def input_shards(input_dir: Path) -> list[Path]:
@@ -166,6 +169,8 @@ def score(
                 _score_batch(pending, generator, config.k, out)
                 counts["scored"] += len(pending)
                 bar.update(len(pending))
+    if hasattr(generator, "close"):  # data-parallel vLLM engines run in processes of their own
+        generator.close()
     return counts
 
 
@@ -209,11 +214,20 @@ def run_filter(args: argparse.Namespace) -> Summary:
         raise InputError("--output must differ from --input (the output shards are rebuilt from the input)")
     shards = input_shards(args.input)
     args.output.mkdir(parents=True, exist_ok=True)
+    backend = resolve_backend(args.backend)
+    options = options_from_args(args)
     config = FilterConfig(
-        args.model, args.k, resolve_backend(args.backend), args.max_new_tokens, args.temperature, args.top_p
+        args.model,
+        args.k,
+        backend,
+        args.max_new_tokens,
+        args.temperature,
+        args.top_p,
+        options.dtype if backend == "vllm" else "auto",
     )
     _check_state(args.output, config, shards)
-    counts = score(shards, args.output, config, lambda: make_generator(config, str(args.input)), args.batch_size)
+    factory = functools.partial(make_generator, config, str(args.input), options)  # built on first use
+    counts = score(shards, args.output, config, factory, args.batch_size)
     summary = write_filtered(shards, args.output, args.pass_rate, args.shard_rows)
     summary.scoring.update(counts)
     summary.seconds = time.perf_counter() - start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 IMAGE_TAG = "<image>"
 
 
@@ -14,3 +16,18 @@ def content_parts(content: str) -> list[dict]:
         if piece:
             parts.append({"type": "text", "text": piece})
     return parts
+
+
+def structured_messages(messages: list[dict], image_count: int) -> list[dict]:
+    """Chat messages with their ``<image>`` tags as content parts; the tags must match the row's images."""
+    tags = sum(str(m["content"]).count(IMAGE_TAG) for m in messages)
+    if tags != image_count:
+        raise ValueError(f"{tags} {IMAGE_TAG} tags but {image_count} images")
+    return [{"role": m["role"], "content": content_parts(str(m["content"]))} for m in messages]
+
+
+def pil_image(data: bytes):
+    """Image bytes as an RGB PIL image (Pillow imported only here)."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")

@@ -2,22 +2,23 @@
 
     python -m verifiers.evaluate --model PATH --data FILE.parquet [--output OUT.jsonl] [--backend auto]
         [--max-new-tokens 4096] [--temperature 0] [--top-p 1] [--batch-size 8] [--limit N] [--benchmark NAME]
-        [--csv PATH]
+        [--csv PATH] [vLLM engine options: --gpu-memory-utilization --kv-cache-gib --tensor-parallel-size
+        --data-parallel-size --max-model-len --max-num-seqs --dtype --enforce-eager]
 
 The parquet is in verl's RL schema: `prompt` (chat messages whose content holds one `<image>` per image), `images`
 (list of {bytes, path}), `reward_model.ground_truth`, `data_source`, and `extra_info` (may carry `id`/`index`,
 `choices`, `answer_type`, `tolerance`, `precision`, `group`/`qid`). Rows without images are plain text prompts.
 
 Generation uses vLLM when a GPU and vLLM are present and transformers otherwise (`--backend` forces one); both are
-imported only here. Each batch is scored and appended to the output JSONL at once, so a killed run resumes where it
-stopped: ids already in the output are skipped. The decoding settings are written next to the output
-(`OUT.protocol.json`), because rule-based scores are only comparable under the same protocol.
+imported only when used. vLLM runs one engine per tensor-parallel group of the visible GPUs (`verifiers.vllm_engine`).
+Each batch is scored and appended to the output JSONL at once, so a killed run resumes where it stopped: ids already
+in the output are skipped. The decoding settings are written next to the output (`OUT.protocol.json`), because
+rule-based scores are only comparable under the same protocol.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,10 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from verifiers.chat import IMAGE_TAG, content_parts
+from verifiers.chat import pil_image, structured_messages
 from verifiers.check import Item, verify_batch
 from verifiers.cli import report
 from verifiers.jsonl import dumps, read_rows
+from verifiers.vllm_engine import VLLMOptions, add_vllm_arguments, options_from_args
 
 _FIELDS = ("choices", "answer_type", "tolerance", "precision", "group", "qid")
 
@@ -53,6 +55,10 @@ class Protocol:
     max_new_tokens: int
     temperature: float
     top_p: float
+
+    def sampling(self) -> dict[str, Any]:
+        """vLLM's SamplingParams for this protocol."""
+        return {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p}
 
 
 def _image_bytes(image: Any) -> bytes:
@@ -88,16 +94,7 @@ def load_samples(path: str | Path, benchmark: str | None = None, limit: int | No
 
 
 def _structured(sample: Sample) -> list[dict]:
-    tags = sum(str(m["content"]).count(IMAGE_TAG) for m in sample.messages)
-    if tags != len(sample.images):
-        raise ValueError(f"{tags} {IMAGE_TAG} tags but {len(sample.images)} images")
-    return [{"role": m["role"], "content": content_parts(str(m["content"]))} for m in sample.messages]
-
-
-def _pil(data: bytes):
-    from PIL import Image
-
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    return structured_messages(sample.messages, len(sample.images))
 
 
 class TransformersGenerator:
@@ -132,7 +129,7 @@ class TransformersGenerator:
                 self.processor.apply_chat_template(_structured(s), add_generation_prompt=True, tokenize=False)
                 for s in samples
             ]
-            images = [_pil(data) for s in samples for data in s.images]
+            images = [pil_image(data) for s in samples for data in s.images]
             inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
         else:
             texts = [
@@ -155,31 +152,13 @@ class TransformersGenerator:
         return self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-class VLLMGenerator:
-    """GPU generation with vLLM's chat API (images passed as PIL objects)."""
+def make_generator(protocol: Protocol, vllm_options: VLLMOptions | None = None) -> Any:
+    """The protocol's backend: transformers in this process, or vLLM engines (``verifiers.vllm_engine``)."""
+    if protocol.backend == "vllm":
+        from verifiers.vllm_engine import make_vllm_generator
 
-    def __init__(self, model_path: str, protocol: Protocol) -> None:
-        from vllm import LLM, SamplingParams
-
-        self.llm = LLM(model=model_path, trust_remote_code=False)
-        self.params = SamplingParams(
-            max_tokens=protocol.max_new_tokens, temperature=protocol.temperature, top_p=protocol.top_p
-        )
-
-    def generate(self, samples: Sequence[Sample]) -> list[str]:
-        conversations = []
-        for sample in samples:
-            images = iter(sample.images)
-            conversation = []
-            for message in _structured(sample):
-                parts = [
-                    {"type": "image_pil", "image_pil": _pil(next(images))} if part["type"] == "image" else part
-                    for part in message["content"]
-                ]
-                conversation.append({"role": message["role"], "content": parts})
-            conversations.append(conversation)
-        outputs = self.llm.chat(conversations, self.params, use_tqdm=False)
-        return [out.outputs[0].text for out in outputs]
+        return make_vllm_generator(protocol.model, protocol.sampling(), vllm_options or VLLMOptions())
+    return TransformersGenerator(protocol.model, protocol)
 
 
 def resolve_backend(backend: str) -> str:
@@ -230,19 +209,36 @@ def _generate_safely(generator: Any, batch: Sequence[Sample]) -> list[str | None
 
 
 def run(
-    protocol: Protocol, output: Path, batch_size: int = 8, benchmark: str | None = None, limit: int | None = None
+    protocol: Protocol,
+    output: Path,
+    batch_size: int = 8,
+    benchmark: str | None = None,
+    limit: int | None = None,
+    vllm_options: VLLMOptions | None = None,
 ) -> int:
     """Generate and score every sample not yet in `output`; returns how many were added."""
-    from tqdm import tqdm
-
     samples = load_samples(protocol.data, benchmark, limit)
     finished = done_ids(output)
     todo = [s for s in samples if s.id not in finished]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_name(output.name + ".protocol.json").write_text(json.dumps(asdict(protocol), indent=2) + "\n")
+    recorded = asdict(protocol)
+    if protocol.backend == "vllm":  # the dtype changes answers; the rest is recorded for the reader
+        recorded["vllm"] = asdict(vllm_options or VLLMOptions())
+    output.with_name(output.name + ".protocol.json").write_text(json.dumps(recorded, indent=2) + "\n")
     if not todo:
         return 0
-    generator = (VLLMGenerator if protocol.backend == "vllm" else TransformersGenerator)(protocol.model, protocol)
+    generator = make_generator(protocol, vllm_options)
+    try:
+        _answer_and_score(generator, todo, output, batch_size)
+    finally:
+        if hasattr(generator, "close"):
+            generator.close()
+    return len(todo)
+
+
+def _answer_and_score(generator: Any, todo: Sequence[Sample], output: Path, batch_size: int) -> None:
+    from tqdm import tqdm
+
     with _append_handle(output) as out, tqdm(total=len(todo), desc="evaluate", unit="sample") as bar:
         for batch in _batches(todo, batch_size):
             predictions = _generate_safely(generator, batch)
@@ -255,7 +251,6 @@ def run(
                 out.write(dumps(row))
             out.flush()
             bar.update(len(batch))
-    return len(todo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,12 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
     parser.add_argument("--benchmark", default=None, help="report key and matching rule (default: data_source)")
     parser.add_argument("--csv", default=None, help="also write the accuracy table as CSV")
+    add_vllm_arguments(parser)
     args = parser.parse_args(argv)
     output = Path(args.output or Path("outputs/eval") / Path(args.model).name / (Path(args.data).stem + ".jsonl"))
     protocol = Protocol(
         args.model, args.data, resolve_backend(args.backend), args.max_new_tokens, args.temperature, args.top_p
     )
-    added = run(protocol, output, args.batch_size, args.benchmark, args.limit)
+    added = run(protocol, output, args.batch_size, args.benchmark, args.limit, options_from_args(args))
     print(f"verifiers.evaluate: {added} new answer(s) in {output} ({json.dumps(asdict(protocol))})", file=sys.stderr)
     print(report(str(output), args.csv))
     return 0

@@ -61,7 +61,7 @@ def _filter(converted: Path, out: Path, *extra: str) -> int:
 
 
 def _use(monkeypatch, generator) -> None:
-    monkeypatch.setattr(difficulty, "make_generator", lambda config, data: generator)
+    monkeypatch.setattr(difficulty, "make_generator", lambda config, data, options: generator)
 
 
 def _scores(out: Path) -> list[dict]:
@@ -126,7 +126,7 @@ class Stalls:
             time.sleep(600)  # killed here
         return ["<answer>-1</answer>"] * len(samples)
 
-difficulty.make_generator = lambda config, data: Stalls()
+difficulty.make_generator = lambda config, data, options: Stalls()
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -162,7 +162,7 @@ def test_a_finished_run_reruns_without_a_model_and_other_settings_are_refused(
     assert _filter(converted, out) == 0
     first = _kept(out)
 
-    def no_model(config, data):
+    def no_model(config, data, options):
         raise AssertionError("nothing is left to score")
 
     monkeypatch.setattr(difficulty, "make_generator", no_model)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import evaluate
+from verifiers import evaluate, vllm_engine
 from verifiers.chat import content_parts
 
 
@@ -135,3 +135,22 @@ def test_tiny_text_model(tiny_text_model: Path, tmp_path: Path, write_rl_parquet
         ["--model", str(tiny_text_model), "--data", str(parquet), "--output", str(out), "--max-new-tokens", "4"]
     )
     assert [r["id"] for r in _lines(out)] == ["1", "3"]
+
+
+def test_the_engine_options_are_on_the_command_line_and_recorded_with_the_results(tmp_path, monkeypatch, parquet):
+    seen = {}
+
+    class Fixed:
+        def __init__(self, protocol, options):
+            seen["options"] = options
+
+        def generate(self, samples):
+            return ["<answer> 1 </answer>"] * len(samples)
+
+    monkeypatch.setattr(evaluate, "make_generator", Fixed)
+    out = tmp_path / "out.jsonl"
+    args = ["--model", "m", "--data", str(parquet), "--output", str(out), "--backend", "vllm"]
+    evaluate.main([*args, "--max-model-len", "2048", "--data-parallel-size", "2", "--dtype", "float32"])
+    assert seen["options"] == vllm_engine.VLLMOptions(max_model_len=2048, data_parallel_size=2, dtype="float32")
+    recorded = (tmp_path / "out.jsonl.protocol.json").read_text()
+    assert '"dtype": "float32"' in recorded and '"max_model_len": 2048' in recorded
