@@ -148,3 +148,9 @@ def demo_recipe():
     """``demo_recipe(out, recipe, steps, *overrides, ranks=2, python=...) -> (records, output)``: see
     :func:`run_demo_recipe`."""
     return run_demo_recipe
+
+
+@pytest.fixture(scope="session")
+def vllm_lock():
+    """``with vllm_lock(python):`` around a run through vLLM (see :func:`one_vllm_run_at_a_time`)."""
+    return one_vllm_run_at_a_time
