@@ -215,8 +215,10 @@ def run(
     benchmark: str | None = None,
     limit: int | None = None,
     vllm_options: VLLMOptions | None = None,
+    generator: Any | None = None,
 ) -> int:
-    """Generate and score every sample not yet in `output`; returns how many were added."""
+    """Generate and score every sample not yet in `output`; returns how many were added. A ``generator`` passed in
+    (one engine for several benchmarks) is used and left open; otherwise one is built for this call and closed."""
     samples = load_samples(protocol.data, benchmark, limit)
     finished = done_ids(output)
     todo = [s for s in samples if s.id not in finished]
@@ -227,6 +229,9 @@ def run(
     output.with_name(output.name + ".protocol.json").write_text(json.dumps(recorded, indent=2) + "\n")
     if not todo:
         return 0
+    if generator is not None:
+        _answer_and_score(generator, todo, output, batch_size)
+        return len(todo)
     generator = make_generator(protocol, vllm_options)
     try:
         _answer_and_score(generator, todo, output, batch_size)

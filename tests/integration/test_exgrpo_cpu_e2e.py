@@ -3,6 +3,8 @@ the pool with the actor's log-probs, come back as experience questions with one 
 loss shapes those tokens by π_θ / π_past, and the pool resumes from the checkpoint."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +56,22 @@ def test_the_pool_is_saved_with_each_checkpoint_and_resumes(run):
     assert len(resumed) == RESUMED_STEPS - STEPS
     # drawn at the first resumed step's boundary, before that step stored anything: the pool came from the checkpoint
     assert resumed[0]["npo/replay/questions"] > 0
+
+
+def test_a_verl_checkpoint_is_merged_and_evaluated_by_the_suite_command(run, assets, tmp_path):
+    """`python -m verifiers.suite` on the run's last checkpoint: verl's merger, then the evaluation, once."""
+    out, _, _ = run
+    checkpoint = max((out / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("benchmarks:\n  - {name: Shapes, data: val.parquet}\n")
+    command = [sys.executable, "-m", "verifiers.suite", "run", "--model", str(checkpoint), "--name", "exgrpo"]
+    command += ["--data-dir", str(assets / "data"), "--suite", str(suite_file), "--output", str(tmp_path)]
+    command += ["--backend", "transformers", "--max-new-tokens", "16", "--batch-size", "8"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "merging" in first.stderr and (tmp_path / "exgrpo" / "merged_hf" / "model.safetensors").is_file()
+    header, row = (tmp_path / "exgrpo" / "table.csv").read_text().splitlines()
+    assert header == "model,Shapes,Avg" and row.startswith("exgrpo,")
+    assert len((tmp_path / "exgrpo" / "Shapes.jsonl").read_text().splitlines()) == 8
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "merging" not in again.stderr and again.stdout == first.stdout
