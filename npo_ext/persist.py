@@ -1,9 +1,11 @@
-"""Crash-safe JSON files: a reader sees either the old or the new content, never a torn write."""
+"""Crash-safe files: a reader sees either the old or the new content, never a torn write; and hard-linked copies of a
+checkpoint folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,3 +52,20 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def link_tree(source: Path, target: Path) -> bool:
+    """Hard-link every file under ``source`` into ``target`` (the same state, no bytes written). False, with
+    ``target`` removed, where the filesystem cannot link (another device, no hard links): the caller writes instead."""
+    try:
+        for path in sorted(source.rglob("*")):
+            destination = target / path.relative_to(source)
+            if path.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, destination)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        return False
+    return True

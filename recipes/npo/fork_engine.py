@@ -30,7 +30,7 @@ from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
 from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
 from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
-from npo_ext.persist import atomic_torch_save
+from npo_ext.persist import atomic_torch_save, link_tree
 from npo_ext.prompt_keys import check_one_prompt_per_key
 from npo_ext.signals import Chi2TopK, TopKScores, v_from_rows
 from recipes.npo.fork_host import ForkHost
@@ -62,27 +62,35 @@ class VerlForkEngine:
     # --- snapshots -----------------------------------------------------------------------------------------------
 
     def save_snapshot(self, directory: Path, step: int) -> None:
-        self._save_actor(directory, step)
+        """The full training state at kept step ``step``. When verl checkpointed this very step at this boundary
+        (``save_freq``), the snapshot hard-links that checkpoint's actor files instead of writing them again (verl
+        never rewrites a checkpoint's files, and a link outlives the checkpoint's rotation)."""
+        existing = self.trainer.checkpoint_folder(step) / "actor"
+        directory.mkdir(parents=True, exist_ok=True)
+        complete = any(existing.glob("optim_world_size_*")) and any(existing.glob("extra_state_world_size_*"))
+        if not (complete and link_tree(existing, directory / "actor")):
+            self._save_actor(directory, step, weights_only=False)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
-        self._save_actor(directory, step)
+        self._save_actor(directory, step, weights_only=self.trainer.npo.weights_only_guides)
 
-    def _save_actor(self, directory: Path, step: int) -> None:
+    def _save_actor(self, directory: Path, step: int, weights_only: bool) -> None:
         self._sleep_rollout()
         directory.mkdir(parents=True, exist_ok=True)
-        self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step)
+        self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step, weights_only)
 
     def load_guide_checkpoint(self, directory: Path) -> None:
+        """A guide's, candidate's or snapshot's weights, to sample from or score with (a rollback restores the rest)."""
         self._sleep_rollout()
-        self.trainer.load_actor(directory / "actor", "guide checkpoint")
+        self.trainer.load_actor(directory / "actor", "guide checkpoint", weights_only=True)
 
     def use_weights(self, checkpoint: Path | None) -> None:
-        """Sample from a verl checkpoint folder's actor next (None: from what the actor holds); the replicas get the
-        weights at the next :meth:`sample`."""
+        """Sample from a verl checkpoint folder's actor weights next (None: from what the actor holds); the replicas
+        get them at the next :meth:`sample`."""
         self._sleep_rollout()
         if checkpoint is not None:
-            self.trainer.load_actor(checkpoint / "actor", "checkpoint to sample from")
+            self.trainer.load_actor(checkpoint / "actor", "checkpoint to sample from", weights_only=True)
 
     def rollback(self, snapshot: Path, step: int) -> None:
         self._sleep_rollout()

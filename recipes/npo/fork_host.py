@@ -46,7 +46,7 @@ class ForkHost(Protocol):
     def write_checkpoint_state(self, folder: Path) -> None:
         """The NPO state (fork phase, AutoNPO, the plug-in's) into a verl checkpoint folder."""
 
-    def load_actor(self, path: Path, what: str) -> None: ...
+    def load_actor(self, path: Path, what: str, weights_only: bool = False) -> None: ...
 
     def restore_folder(self, folder: Path, step: int, what: str) -> None:
         """Actor state and data position from a checkpoint-layout folder."""

@@ -231,10 +231,14 @@ class RayNPOTrainer(RayPPOTrainer):
         print(f"[npo] {where}: stopping after kept step {completed} for requeue", flush=True)
         raise StoppedForRequeue(completed)
 
-    def load_actor(self, path: Path, what: str) -> None:
-        """Load weights, optimizer, scheduler and RNG; a corrupt checkpoint fails loudly, naming the path."""
+    def load_actor(self, path: Path, what: str, weights_only: bool = False) -> None:
+        """Load weights, optimizer, scheduler and RNG (``weights_only``: the weights alone, to sample from or score
+        with); a corrupt checkpoint fails loudly, naming the path."""
         try:
-            self.actor_rollout_wg.load_checkpoint(str(path))
+            if weights_only:
+                self.actor_rollout_wg.load_weights(str(path))
+            else:
+                self.actor_rollout_wg.load_checkpoint(str(path))
         except Exception as e:
             raise NPOStateError(f"could not load the {what} at {path}: {e}") from e
 

@@ -1,8 +1,9 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus four methods.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus five methods.
 
-* ``save_unmanaged_checkpoint``: a fork snapshot through the engine's normal checkpoint save, but not recorded by
-  its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
-  real checkpoint to be rotated out early.
+* ``save_unmanaged_checkpoint``: a fork snapshot or guide (weights alone, by option) through the engine's normal
+  checkpoint save, not recorded by its checkpoint manager, so snapshots never count against
+  ``trainer.max_actor_ckpt_to_keep`` and never cause a real checkpoint to be rotated out early.
+* ``load_weights``: a checkpoint's weights alone (verl's ``load_contents: [model]``), for sampling and scoring.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
 * ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
@@ -49,11 +50,27 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
         return ray.util.get_node_ip_address()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def save_unmanaged_checkpoint(self, local_path: str, global_step: int) -> None:
+    def save_unmanaged_checkpoint(self, local_path: str, global_step: int, weights_only: bool = False) -> None:
         manager = self.actor.engine.checkpoint_manager
-        tracked = list(manager.previous_saved_paths)
-        self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
-        manager.previous_saved_paths = tracked
+        tracked, contents = list(manager.previous_saved_paths), manager.checkpoint_save_contents
+        if weights_only:  # verl's own switch: the model shards alone
+            manager.checkpoint_save_contents = ["model"]
+        try:
+            self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
+        finally:
+            manager.checkpoint_save_contents = contents
+            manager.previous_saved_paths = tracked
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_weights(self, local_path: str) -> None:
+        """A checkpoint's model weights alone, to sample from or score with; the optimizer, scheduler and RNG stay."""
+        manager = self.actor.engine.checkpoint_manager
+        contents = manager.checkpoint_load_contents
+        manager.checkpoint_load_contents = ["model"]
+        try:
+            self.actor.load_checkpoint(local_path, None, False)
+        finally:
+            manager.checkpoint_load_contents = contents
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def npo_topk_forward(self, data: TensorDict) -> TensorDict | None:

@@ -117,8 +117,8 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="session")
 def actor_state():
-    """``actor_state.load(dir)`` and ``actor_state.assert_same(a, b)``."""
-    return SimpleNamespace(load=load_actor_state, assert_same=assert_same_state)
+    """``actor_state.load(dir)``, ``actor_state.assert_same(a, b)`` and ``actor_state.local(tensor)``."""
+    return SimpleNamespace(load=load_actor_state, assert_same=assert_same_state, local=_local)
 
 
 ROOT = Path(__file__).resolve().parents[2]

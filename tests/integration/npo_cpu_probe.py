@@ -123,7 +123,7 @@ def make_recording_trainer(
             the restored θ_T back (weights, optimizer, LR and RNG, saved right after the rollback).
             """
             self.stale_check_pending = False
-            self.load_actor(rollback_dir / "guide", "probe: guide weights")
+            self.load_actor(rollback_dir / "guide", "probe: guide weights", weights_only=True)
             stale, _ = RayPPOTrainer._compute_old_log_prob(self, batch)
             self.load_actor(rollback_dir / "restored", "probe: restored weights")
             return {"stale_mean_prob_diff": float(prob_gap(batch, stale.batch["old_log_probs"]).mean())}

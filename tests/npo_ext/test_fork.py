@@ -7,6 +7,7 @@ shows up as a different final model.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from npo_ext.auto import AutoController
 from npo_ext.config import AutoConfig, Intervention
 from npo_ext.fork import ANCHOR, ForkInterrupted, ForkManager, Phase
 from npo_ext.guide_pool import GuideSample, PromptGuides
-from npo_ext.persist import NPOStateError
+from npo_ext.persist import NPOStateError, link_tree
 
 TOTAL_STEPS = 12
 SAVE_FREQ = 2
@@ -570,3 +571,19 @@ def test_a_kill_before_the_probe_phase_is_persisted_resumes_with_the_probe_set(t
     resumed = ToyTrainer(tmp_path, auto=auto_controller())
     resumed.run()
     assert_same_run(resumed, reference, expected)
+
+
+def test_a_linked_tree_shares_the_files_and_falls_back_when_linking_fails(tmp_path, monkeypatch):
+    source = tmp_path / "checkpoint"
+    (source / "huggingface").mkdir(parents=True)
+    (source / "model.pt").write_bytes(b"w")
+    (source / "huggingface" / "config.json").write_text("{}")
+    assert link_tree(source, tmp_path / "linked")
+    assert (tmp_path / "linked" / "model.pt").stat().st_ino == (source / "model.pt").stat().st_ino
+    assert (tmp_path / "linked" / "huggingface" / "config.json").read_text() == "{}"
+
+    def no_links(*args):
+        raise OSError("Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert not link_tree(source, tmp_path / "elsewhere") and not (tmp_path / "elsewhere").exists()

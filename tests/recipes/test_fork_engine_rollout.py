@@ -7,6 +7,7 @@ raises. A toy ``fit()`` loop drives the real :class:`VerlForkEngine`, :class:`Fo
 """
 
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,6 +56,7 @@ class Actor:
         self.weights = "w0"
         self.replicas: Replicas | None = None
         self.io_while_awake = []
+        self.saves = []  # (folder name, weights only)
 
     def train(self):
         self.weights = f"w{int(self.weights[1:]) + 1}"
@@ -63,13 +65,17 @@ class Actor:
         if self.replicas.awake:
             self.io_while_awake.append(what)
 
-    def save_unmanaged_checkpoint(self, path, step):
+    def save_unmanaged_checkpoint(self, path, step, weights_only=False):
         self._io(("save", path))
+        self.saves.append((Path(path).parent.name, weights_only))
         torch.save(self.weights, f"{path}.pt")
 
     def load_checkpoint(self, path):
         self._io(("load", path))
         self.weights = torch.load(f"{path}.pt")
+
+    def load_weights(self, path):
+        self.load_checkpoint(path)
 
 
 class Rollout:
@@ -187,6 +193,8 @@ def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
     assert guide_weights == ["w2", "w2"], "both window batches sample from θ_{T+Δ}"
     assert trainer.actor_rollout_wg.io_while_awake == [], "every save and load happens while the replicas sleep"
     assert saves == [(0, False)], "the real checkpoint at the fork step is written once, asleep"
+    snapshot_and_guide = trainer.actor_rollout_wg.saves
+    assert snapshot_and_guide == [("snapshot", False), ("guide", True)], "the guide is only sampled: weights alone"
     assert trainer.compute.guide_tokens == 2 * 2 * 2 * 2, "2 window batches x 2 prompts x guide_n 2 x 2 tokens"
     assert trainer.fork_manager.phase == Phase.IDLE
 
@@ -272,3 +280,22 @@ def test_early_stopping_samples_a_prompt_until_it_has_a_guide(tmp_path, monkeypa
         "a/0": (1, 1), "b/1": (1, 1), "a/2": (1, 1), "b/3": (1, 0)
     }  # fmt: skip
     assert trainer.compute.guide_tokens == (2 + 2 + 1 + 1) * 2, "padding rows are not counted"
+
+
+def test_a_snapshot_at_a_step_verl_just_checkpointed_links_that_checkpoint(tmp_path, monkeypatch):
+    trainer, _ = make_trainer(tmp_path, monkeypatch)
+    trainer.data_state_at_boundary = {"position": 3}
+    actor = trainer.checkpoint_folder(5) / "actor"
+    actor.mkdir(parents=True)
+    for name in ("model", "optim", "extra_state"):
+        (actor / f"{name}_world_size_2_rank_0.pt").write_bytes(name.encode())
+    snapshot = tmp_path / "fork" / "snapshot"
+    trainer.fork_engine.save_snapshot(snapshot, 5)
+    assert trainer.actor_rollout_wg.saves == [], "nothing written again"
+    for path in actor.iterdir():
+        assert (snapshot / "actor" / path.name).stat().st_ino == path.stat().st_ino, "a hard link, not a copy"
+    assert torch.load(snapshot / "data.pt") == {"position": 3}
+
+    (actor / "optim_world_size_2_rank_0.pt").unlink()  # a weights-only real checkpoint is not a training state
+    trainer.fork_engine.save_snapshot(tmp_path / "fork2" / "snapshot", 5)
+    assert trainer.actor_rollout_wg.saves == [("snapshot", False)]
