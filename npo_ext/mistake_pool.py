@@ -7,9 +7,9 @@ Eviction, so the pool stays small and current (our choices; the paper does not g
 * a prompt not failed again for ``max_age`` steps leaves;
 * beyond ``capacity`` prompts, the ones failed longest ago leave first.
 
-Each entry holds an opaque ``payload``: whatever the trainer needs to generate for the prompt again (in the verl
-recipe, the one-row prompt batch with its multimodal inputs, ground truth and reward fields). The pool is saved
-with checkpoints through :meth:`state_dict`.
+Each entry holds an opaque ``payload``: whatever the trainer needs to generate for the prompt again. The verl recipe
+stores the prompt's position in the training data and reads the row (images included) again when it probes, so the
+pool, saved with every checkpoint through :meth:`state_dict`, stays a few bytes per prompt.
 """
 
 from __future__ import annotations

@@ -54,6 +54,14 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """``target`` holds ``source``'s bytes: a hard link where the filesystem allows one, else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def link_tree(source: Path, target: Path) -> bool:
     """Hard-link every file under ``source`` into ``target`` (the same state, no bytes written). False, with
     ``target`` removed, where the filesystem cannot link (another device, no hard links): the caller writes instead."""

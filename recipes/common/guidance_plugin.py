@@ -18,7 +18,7 @@ from npo_ext.config import GuidanceConfig, NPOConfigError
 from npo_ext.guidance import GuidanceSource
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset, Sampler
+    from torch.utils.data import Sampler
 
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
@@ -37,11 +37,6 @@ class GuidancePlugin:
 
     def __init__(self, trainer: RayNPOTrainer) -> None:
         self.trainer = trainer
-
-    @classmethod
-    def wrap_dataset(cls, dataset: Dataset) -> Dataset:
-        """The training dataset as the plug-in needs it, before the trainer is built."""
-        return dataset
 
     @classmethod
     def wrap_sampler(cls, sampler: Sampler[int], guidance: GuidanceConfig) -> Sampler[int]:

@@ -1,6 +1,6 @@
 """ExGRPO's experience replay inside verl's unmodified ``fit()``: the glue around ``npo_ext.replay_pool.ReplayPool``,
-as the recipe's plug-in (``recipes.common.guidance_plugin``; the training dataset is wrapped by
-:meth:`ExperienceReplay.wrap_dataset` so a question can be asked again by position).
+as the recipe's plug-in (``recipes.common.guidance_plugin``; the training dataset carries positions,
+``recipes.common.positioned_dataset``, so a question can be asked again by position).
 
 Three seams of the trainer call it:
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
@@ -34,33 +34,13 @@ from npo_ext.replay_pool import ReplayPool, ReplaySettings
 from npo_ext.retiring_sampler import RetiringSampler
 from npo_ext.signals import effective_signal, sampled_ratio_second_moment
 from recipes.common.guidance_plugin import GuidancePlugin
+from recipes.common.positioned_dataset import POSITION, PositionedDataset
 from recipes.npo.forward_padding import pad_for_forward
 
 if TYPE_CHECKING:
     from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
-POSITION = "dataset_position"
 PROMPT_KEY = "npo_prompt_key"  # a generated row's prompt key: verl's step batch keeps only the reward fields
-
-
-class PositionedDataset(Dataset):
-    """The training dataset with each row's position in it, so that an experience question can be asked again."""
-
-    def __init__(self, inner: Dataset) -> None:
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        row = self.inner[position]
-        row[POSITION] = int(position)
-        return row
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (unpickling in a dataloader worker)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 def merge_collated(fresh: dict[str, Any], keep: int, experience: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +64,8 @@ class ExperienceReplay(GuidancePlugin):
     def __init__(self, trainer: RayNPOTrainer) -> None:
         if not isinstance(trainer.train_dataset, PositionedDataset):
             raise NPOConfigError(
-                "guidance.source=replay needs the training dataset wrapped by ExperienceReplay.wrap_dataset "
-                "(recipes/npo/main_npo.py does this for the recipe's plug-in)"
+                "guidance.source=replay needs the training dataset with positions "
+                "(recipes.common.positioned_dataset.PositionedDataset; recipes/npo/main_npo.py wraps it)"
             )
         super().__init__(trainer)
         guidance = trainer.guidance
@@ -122,10 +102,6 @@ class ExperienceReplay(GuidancePlugin):
                 f"stored {[k for k, _ in drawn]}: a resumed run must use the same data files"
             )
         return merge_collated(batch, len(keys) - len(drawn), experience)
-
-    @classmethod
-    def wrap_dataset(cls, dataset: Dataset) -> PositionedDataset:
-        return PositionedDataset(dataset)
 
     @classmethod
     def wrap_sampler(cls, sampler: Sampler[int], guidance: GuidanceConfig) -> Sampler[int]:

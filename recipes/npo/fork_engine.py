@@ -45,6 +45,7 @@ class VerlForkEngine:
     def __init__(self, trainer: ForkHost) -> None:
         self.trainer = trainer
         self._rollout_asleep = False  # fit() leaves the replicas awake at every step boundary
+        self._restored_from: Path | None = None  # the snapshot the last rollback restored
 
     # --- rollout replicas ----------------------------------------------------------------------------------------
 
@@ -96,24 +97,29 @@ class VerlForkEngine:
         self._sleep_rollout()
         self.trainer.restore_folder(snapshot, step, what="fork snapshot")
         self.trainer.resume_at(step)
+        self._restored_from = snapshot
 
     def after_rollback(self) -> None:
         """A real checkpoint at the fork step carrying the state after the rollback (GUIDED, or IDLE with AutoNPO's
-        updated controller when no Δ* was found), so a kill right after it resumes there."""
+        updated controller when no Δ* was found), so a kill right after it resumes there. The actor holds exactly the
+        snapshot's state, so the checkpoint's actor files are the snapshot's, hard-linked, not written again."""
         trainer = self.trainer
         if not trainer.npo.checkpoint_at_rollback or trainer.config.trainer.save_freq <= 0:
             return
-        self.save_real_checkpoint(trainer.global_steps - 1)
+        self.save_real_checkpoint(trainer.global_steps - 1, same_as=self._restored_from / "actor")
 
-    def save_real_checkpoint(self, step: int) -> None:
+    def save_real_checkpoint(self, step: int, same_as: Path | None = None) -> None:
         """A verl checkpoint of the kept step ``step`` from a step boundary, with the current NPO state; if one exists
-        already (saved by ``save_freq``), only its NPO state is rewritten."""
+        already (saved by ``save_freq``), only its NPO state is rewritten. ``same_as``: an actor checkpoint folder
+        holding the actor's current state, whose shards the checkpoint links instead of writing."""
         trainer = self.trainer
         existing = trainer.checkpoint_folder(step)
         if (existing / "actor").is_dir():
             trainer.write_checkpoint_state(existing)
             return
         self._sleep_rollout()
+        if same_as is not None:
+            trainer.actor_rollout_wg.link_next_checkpoint(str(same_as))
         trainer.save_kept_checkpoint(step)
 
     # --- guide collection ----------------------------------------------------------------------------------------
@@ -284,11 +290,10 @@ class VerlForkEngine:
         if not probe:
             return []
         self.load_guide_checkpoint(checkpoint)
-        payloads = [m.payload for m in probe]
-        non_tensors = {key: _object_array([p[key] for p in payloads]) for key in payloads[0]}
-        non_tensors["uid"] = new_uids(len(payloads))
+        prompts = self.trainer.gen_batch_at([m.payload for m in probe], [m.key for m in probe])
+        prompts.non_tensor_batch["uid"] = new_uids(len(probe))
         k = npo.auto.probe_k
-        output = self.sample(DataProto.from_dict(non_tensors=non_tensors), k)
+        output = self.sample(DataProto.from_dict(non_tensors=prompts.non_tensor_batch), k)
         if samples_dir is not None:
             self.store_v_samples(output, samples_dir / "batch_00000.pt", npo.v_samples)
         return [sum(ok for *_, ok in rows) for rows in _groups(self.verified_responses(output), k)]
@@ -313,11 +318,3 @@ def _groups(rows: list, size: int) -> list[list]:
 def new_uids(count: int) -> np.ndarray:
     """Fresh group ids for ``count`` prompts, as verl's fit() assigns them."""
     return np.array([str(uuid.uuid4()) for _ in range(count)], dtype=object)
-
-
-def _object_array(values: list) -> np.ndarray:
-    """A 1-D object array, element by element (numpy would otherwise broadcast lists and dicts)."""
-    array = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        array[i] = value
-    return array

@@ -54,6 +54,9 @@ class ForkHost(Protocol):
     def gen_batch_of(self, batch: DataProto) -> DataProto:
         """What the rollout generates from, as fit() derives it from a training batch."""
 
+    def gen_batch_at(self, positions: list[int], keys: list[str]) -> DataProto:
+        """The rollout's input for the training prompts at ``positions`` (whose keys must be ``keys``)."""
+
     def prompt_keys(self, non_tensor_batch: dict[str, Any]) -> list[str]: ...
 
     def record_guide_sampling(self, output: DataProto) -> None: ...

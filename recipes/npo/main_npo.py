@@ -41,6 +41,7 @@ class NPOTaskRunner(BaseTaskRunner):
 
         from npo_ext.config import GuidanceConfig
         from recipes.common.guidance_plugin import plugin_class
+        from recipes.common.positioned_dataset import PositionedDataset
         from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
         OmegaConf.resolve(config)
@@ -62,8 +63,7 @@ class NPOTaskRunner(BaseTaskRunner):
         )
         guidance = GuidanceConfig.from_dict(OmegaConf.to_container(config.get("guidance", {}) or {}))
         plugin = plugin_class(guidance)
-        if plugin is not None:  # a plug-in may need the dataset in its own shape
-            train_dataset = plugin.wrap_dataset(train_dataset)
+        train_dataset = PositionedDataset(train_dataset)  # prompts re-read by position (mistake pool, replay)
         train_sampler = create_rl_sampler(config.data, train_dataset)
         if plugin is not None:
             train_sampler = plugin.wrap_sampler(train_sampler, guidance)

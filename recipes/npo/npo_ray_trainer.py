@@ -59,6 +59,7 @@ from npo_ext.persist import NPOStateError, atomic_torch_save, atomic_write_json,
 from npo_ext.prompt_keys import check_one_prompt_per_key, prompt_keys
 from npo_ext.signals import effective_signal, estimate_q, failing_prompts
 from recipes.common.guidance_plugin import GuidancePlugin, plugin_class
+from recipes.common.positioned_dataset import POSITION
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
 from recipes.npo.fork_engine import VerlForkEngine, generate_in_whole_chunks
@@ -305,17 +306,27 @@ class RayNPOTrainer(RayPPOTrainer):
         if self.auto is not None and generated_by_current:
             self.auto.observe_prompts(self.global_steps, self._group_accuracies(prompts, output))
 
-    def _group_accuracies(self, prompts: DataProto, output: DataProto) -> list[tuple[str, float, dict[str, Any]]]:
-        """Per prompt of a generated batch: key, on-policy group accuracy, and the prompt row to generate it again."""
+    def _group_accuracies(self, prompts: DataProto, output: DataProto) -> list[tuple[str, float, int]]:
+        """Per prompt of a generated batch: key, on-policy group accuracy, and its position in the training data (the
+        mistake pool keeps the position, not the row and its images; :meth:`gen_batch_at` reads the row again)."""
         n = self.config.actor_rollout_ref.rollout.n
         nt = prompts.non_tensor_batch
         keys = self.prompt_keys(nt)
         acc = np.asarray(output.non_tensor_batch[self.npo.acc_key], dtype=np.float64)
-        fields = [k for k in nt if k != "uid"]
-        return [
-            (keys[row], float(acc[row : row + n].mean()), {k: nt[k][row] for k in fields})
-            for row in range(0, len(keys), n)
-        ]
+        return [(keys[row], float(acc[row : row + n].mean()), int(nt[POSITION][row])) for row in range(0, len(keys), n)]
+
+    def gen_batch_at(self, positions: list[int], keys: list[str]) -> DataProto:
+        """The rollout's input for the training prompts at ``positions``, read again from the dataset; their keys must
+        be ``keys`` (a resumed run must use the same data files)."""
+        rows = [self.train_dataset[position] for position in positions]
+        batch = DataProto.from_single_dict(self.train_dataloader.collate_fn(rows))
+        found = self.prompt_keys(batch.non_tensor_batch)
+        if found != list(keys):
+            raise NPOStateError(
+                f"the training data rows at positions {positions} have prompt keys {found}, the mistake pool stored "
+                f"{list(keys)}: a resumed run must use the same data files"
+            )
+        return self.gen_batch_of(batch)
 
     def record_guide_sampling(self, output: DataProto) -> None:
         """Count the tokens generated while sampling guides (saved now: sampling happens between actor updates, and a

@@ -1,9 +1,11 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus five methods.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus six methods and a linking ``save_checkpoint``.
 
 * ``save_unmanaged_checkpoint``: a fork snapshot or guide (weights alone, by option) through the engine's normal
   checkpoint save, not recorded by its checkpoint manager, so snapshots never count against
   ``trainer.max_actor_ckpt_to_keep`` and never cause a real checkpoint to be rotated out early.
 * ``load_weights``: a checkpoint's weights alone (verl's ``load_contents: [model]``), for sampling and scoring.
+* ``link_next_checkpoint``: the next real checkpoint holds the state of a snapshot the actor was just restored from;
+  ``save_checkpoint`` then hard-links the snapshot's shards instead of writing them again.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
 * ``generate_sequences_hf``: CPU rollout. Generation runs inside the actor worker on a plain Hugging Face copy of
   the current FSDP weights, so it always uses the latest actor and weight sync is free.
@@ -16,6 +18,7 @@ batch's guide-token marks to the ``npo_guided`` policy loss when ``guidance.loss
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import ray
@@ -28,6 +31,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.losses import ppo_loss
 
+from npo_ext.persist import link_or_copy
 from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
@@ -60,6 +64,29 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
         finally:
             manager.checkpoint_save_contents = contents
             manager.previous_saved_paths = tracked
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def link_next_checkpoint(self, source: str) -> None:
+        """The next ``save_checkpoint`` saves a state this rank's shards in ``source`` already hold: it links them."""
+        self._link_source = source
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
+        """verl's save; after :meth:`link_next_checkpoint`, verl's checkpoint manager still rotates old checkpoints
+        and writes the configs, and this rank's model, optimizer and extra-state shards are hard links."""
+        source, self._link_source = getattr(self, "_link_source", None), None
+        if source is None:
+            return super().save_checkpoint(local_path, hdfs_path, global_step, max_ckpt_to_keep)
+        manager = self.actor.engine.checkpoint_manager
+        contents = manager.checkpoint_save_contents
+        manager.checkpoint_save_contents = []
+        try:
+            super().save_checkpoint(local_path, hdfs_path, global_step, max_ckpt_to_keep)
+        finally:
+            manager.checkpoint_save_contents = contents
+        suffix = f"_world_size_{manager.world_size}_rank_{manager.rank}.pt"
+        for name in ("model", "optim", "extra_state"):
+            link_or_copy(os.path.join(source, name + suffix), os.path.join(local_path, name + suffix))
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_weights(self, local_path: str) -> None:

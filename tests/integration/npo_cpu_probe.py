@@ -183,7 +183,18 @@ def record_fork_engine(
     log_prob_sum_after("save_snapshot", "snapshot")
     log_prob_sum_after("save_guide_checkpoint", "guide")
 
-    rollback, collect_batch = engine.rollback, engine._collect_batch
+    rollback, collect_batch, after_rollback = engine.rollback, engine._collect_batch, engine.after_rollback
+
+    def recorded_after_rollback():
+        """Which of the fork step's checkpoint shards share their file with the snapshot (linked, not written)."""
+        after_rollback()
+        snapshot = engine._restored_from / "actor"
+        actor = trainer.checkpoint_folder(trainer.global_steps - 1) / "actor"
+        shards = sorted(p.name for p in actor.glob("*_world_size_*.pt"))
+        report["fork_checkpoint_linked"] = [
+            (snapshot / name).is_file() and (snapshot / name).stat().st_ino == (actor / name).stat().st_ino
+            for name in shards
+        ]
 
     def recorded_rollback(snapshot, step):
         kept = demo_dir / "probe_rollback"
@@ -233,6 +244,7 @@ def record_fork_engine(
 
     manager._persist = recorded_persist
     engine.rollback = recorded_rollback
+    engine.after_rollback = recorded_after_rollback
     engine._collect_batch = recorded_collect_batch
     engine.probe_candidate = recorded_probe_candidate
     engine.store_v_samples = recorded_store_v_samples

@@ -96,7 +96,7 @@ def test_compute_counts_lookahead_steps_and_guide_sampling(first_run):
 
 
 def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_state, run_probe):
-    demo, _, _ = first_run
+    demo, first_report, _ = first_run
     checkpoints = demo / "checkpoints"
     assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
     state = json.loads((checkpoints / "global_step_6" / "npo_state.json").read_text())
@@ -108,6 +108,8 @@ def test_checkpoints_and_auto_resume_after_the_intervention(first_run, actor_sta
     assert fork_state["phase"] == "guided", "the fork-step checkpoint resumes inside the window"
     fork_checkpoint = actor_state.load(checkpoints / f"global_step_{FORK_STEP}" / "actor")
     actor_state.assert_same(fork_checkpoint, actor_state.load(demo / "probe_rollback" / "snapshot"))
+    linked = first_report["fork_checkpoint_linked"]
+    assert len(linked) == 3 and all(linked), "model, optimizer and extra state of the snapshot, linked, not written"
     code, report, log = run_probe(demo, "resumed", "trainer.resume_mode=auto", "trainer.total_training_steps=8")
     assert code == 0, log[-4000:]
     assert report["resumed_at"] == 6 and report["resumed_phase"] == "idle"

@@ -18,7 +18,8 @@ from npo_ext.config import GuidanceConfig, NPOConfig, NPOConfigError
 from npo_ext.fork import ForkManager
 from npo_ext.guide_pool import GuideSample
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE
-from recipes.exgrpo.replay import POSITION, ExperienceReplay, PositionedDataset, merge_collated
+from recipes.common.positioned_dataset import POSITION, PositionedDataset
+from recipes.exgrpo.replay import ExperienceReplay, merge_collated
 from recipes.npo.npo_ray_trainer import RayNPOTrainer
 
 EOS, PAD, N, PROMPT_WIDTH, WIDTH = 2, 0, 4, 2, 4

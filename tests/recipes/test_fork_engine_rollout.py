@@ -57,6 +57,7 @@ class Actor:
         self.replicas: Replicas | None = None
         self.io_while_awake = []
         self.saves = []  # (folder name, weights only)
+        self.linked_from = None  # the snapshot the next real checkpoint links
 
     def train(self):
         self.weights = f"w{int(self.weights[1:]) + 1}"
@@ -76,6 +77,9 @@ class Actor:
 
     def load_weights(self, path):
         self.load_checkpoint(path)
+
+    def link_next_checkpoint(self, source):
+        self.linked_from = source
 
 
 class Rollout:
@@ -192,7 +196,8 @@ def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
     guide_weights = [weights for kind, weights, _ in trainer.rollout.calls if kind == "guide"]
     assert guide_weights == ["w2", "w2"], "both window batches sample from θ_{T+Δ}"
     assert trainer.actor_rollout_wg.io_while_awake == [], "every save and load happens while the replicas sleep"
-    assert saves == [(0, False)], "the real checkpoint at the fork step is written once, asleep"
+    assert saves == [(0, False)], "the real checkpoint at the fork step is made once, asleep"
+    assert trainer.actor_rollout_wg.linked_from.endswith("snapshot/actor"), "from the snapshot it equals"
     snapshot_and_guide = trainer.actor_rollout_wg.saves
     assert snapshot_and_guide == [("snapshot", False), ("guide", True)], "the guide is only sampled: weights alone"
     assert trainer.compute.guide_tokens == 2 * 2 * 2 * 2, "2 window batches x 2 prompts x guide_n 2 x 2 tokens"
