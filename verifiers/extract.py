@@ -50,7 +50,7 @@ _NUMBER_WORDS = {
         "seventeen eighteen nineteen twenty".split()
     )
 }
-_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?|" + "|".join(_NUMBER_WORDS)
+_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|" + "|".join(_NUMBER_WORDS)
 _STATED_VALUE_RE = re.compile(
     r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|\bit's|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
     rf"['\"]?(\$[^$]+\$|\\\(.+?\\\)|(?:{_NUMBER})\s*(?:%|percent\b|[€£¥$]|[A-Za-z]{{1,12}}(?:\^\{{?[23]\}}?|[²³])?)?)['\"]?"
@@ -181,7 +181,7 @@ def answer_is(text: str, start: int = 0) -> str | None:
     offset = max(len(text) - TAIL_CHARS, start)
     tail = text[offset:]
     matches = [_last_match(_ANSWER_IS_RE, tail)]
-    if "nswer $" in tail or "nswer$" in tail:
+    if "nswer" in tail:
         matches.append(_last_match(_ANSWER_LINE_RE, tail))
     if "答" in tail or "选" in tail:
         matches.append(_last_match(_CJK_ANSWER_RE, tail))
@@ -278,11 +278,8 @@ def named_option(text: str, choices: Sequence[str]) -> str | None:
     return None
 
 
-def extract_answer(
-    response: str | bytes | None, json_short_answer: bool = False, choices: Sequence[str] | None = None
-) -> Extraction:
-    """The final-answer span of a response; `span is None` when the response states no answer. `choices` (option
-    texts) let a prose answer that names one option count."""
+def _answer_part(response: str | bytes | None) -> str:
+    """The part of a response that may state the answer: after the reasoning, before a new chat turn or stop text."""
     body = final_part(sanitize(response))
     marker = _TURN_MARKER_RE.search(body)
     if marker and body[: marker.start()].strip():
@@ -290,6 +287,27 @@ def extract_answer(
     body = body.rstrip()
     while body.endswith(_STOP_TEXTS):
         body = body[: body.rfind("<")].rstrip()
+    return body
+
+
+def separate_boxes(response: str | bytes | None, count: int) -> str | None:
+    """The response's boxes joined as one list when it has exactly `count` of them, none offered as an alternative:
+    `\\boxed{(3, 3)} for part (a) and \\boxed{(1, 1)}` answers a gold of two values."""
+    body = _answer_part(response)
+    boxes = list(_boxes_from_end(body))
+    if count < 2 or len(boxes) != count or not all(box.content for box in boxes):
+        return None
+    if _OR_RE.search(body, boxes[-1].start, boxes[0].end):
+        return None
+    return ", ".join(box.content for box in reversed(boxes))
+
+
+def extract_answer(
+    response: str | bytes | None, json_short_answer: bool = False, choices: Sequence[str] | None = None
+) -> Extraction:
+    """The final-answer span of a response; `span is None` when the response states no answer. `choices` (option
+    texts) let a prose answer that names one option count."""
+    body = _answer_part(response)
     if json_short_answer:
         field = short_answer_field(body)
         if field is not None:

@@ -59,6 +59,8 @@ _THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\s*\{,\s*\}|,\\!\s*|,\\ \s*)(?=\d
 _PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent(?:age)?|per\s+cent|pct)\b", re.IGNORECASE)
 # 10,000 and 10 000; not `0,111`, which no one groups (a decimal comma, or a list).
 _GROUPED_NUMBER_RE = re.compile(r"-?(?!0)\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")
+_DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
+_DECIMAL_RE = re.compile(r"-?\d*\.\d+")
 _SCALE_RE = re.compile(r"(?<=[\d\s])\s*(thousand|million|billion|trillion)\s*$", re.IGNORECASE)
 _SCALES = {"thousand": "10^3", "million": "10^6", "billion": "10^9", "trillion": "10^12"}
 
@@ -140,6 +142,14 @@ def clean_latex(span: str) -> str:
     if _GROUPED_NUMBER_RE.fullmatch(span):
         span = span.replace(",", "").replace(" ", "")
     return span
+
+
+def read_decimal_comma(text: str, other: str) -> str:
+    """`1000,99` read as the decimal 1000.99 when the answer it is compared with is one decimal number; otherwise its
+    comma separates a list (`1,2`). Digit groups (`1,000`) were already joined by `clean_latex`."""
+    if _DECIMAL_COMMA_RE.fullmatch(text) and _DECIMAL_RE.fullmatch(other):
+        return text.replace(",", ".")
+    return text
 
 
 def strip_units(span: str) -> str:
