@@ -173,7 +173,7 @@ def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -
         gold_text, gold_tree = _math_form(gold_decimal)
     if pred_decimal != pred_text:
         pred_text, pred_tree = _math_form(pred_decimal)
-    if gold_text == pred_text:
+    if gold_text == pred_text or (gold_tree is not None and gold_tree == pred_tree):
         return VerifyResult(True, span, answer_type, "normalized", "match")
     method = "numeric" if answer_type in NUMERIC_TYPES else "evaluation"
     if gold_tree is not None and pred_tree is not None:

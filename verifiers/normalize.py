@@ -50,7 +50,9 @@ _WRAPPERS = frozenset(
     "operatorname bm boldsymbol displaystyle".split()
 )
 _WRAPPER_RE = re.compile(r"\\(" + "|".join(sorted(_WRAPPERS)) + r")\s*\{")
-_SPACING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lr]?|displaystyle|textstyle|quad|qquad)(?![a-zA-Z])|\\[,;:! ]|~")
+_SPACING_RE = re.compile(
+    r"\\(?:left|right|[bB]igg?[lr]?|displaystyle|textstyle|quad|qquad)(?![a-zA-Z])|(?<!\\)\\[,;:! ]|~"  # not `\\\\ `
+)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
 _FRAC_ALIAS_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _BINOM_ALIAS_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
