@@ -10,9 +10,11 @@ Order, first hit wins:
 5. the last sentence, when it states a value conservatively: "… is (about) 34.", "… is $x \\ge 5$.", or
    "$x \\ge 5$ is the solution.";
 6. with the question's options known: the one option the last sentence names, or a leading "Yes," / "No,";
-7. the whole response when it is one short line.
-Only the part after a closed `</think>` / `</thought>` block is searched, so numbers in the reasoning are never taken
-for the answer. All searches are `rfind`-based or run on a bounded tail, so a 1 MB response costs milliseconds.
+7. the only math span of a one-line response ("We find that $x \\lt 3$."), or the whole response when it is one short
+   line.
+Only the part after a closed `</think>` / `</thought>` block and before a chat-template turn marker is searched, so
+numbers in the reasoning (or in a new turn) are never taken for the answer. All searches are `rfind`-based or run on a
+bounded tail, so a 1 MB response costs milliseconds.
 """
 
 from __future__ import annotations
@@ -291,13 +293,14 @@ def _answer_part(response: str | bytes | None) -> str:
 
 
 def separate_boxes(response: str | bytes | None, count: int) -> str | None:
-    """The response's boxes joined as one list when it has exactly `count` of them, none offered as an alternative:
-    `\\boxed{(3, 3)} for part (a) and \\boxed{(1, 1)}` answers a gold of two values."""
+    """The response's boxes joined as one list when it has exactly `count` of them, none offered as an alternative or
+    taken back: `\\boxed{(3, 3)} for part (a) and \\boxed{(1, 1)}` answers a gold of two values."""
     body = _answer_part(response)
     boxes = list(_boxes_from_end(body))
     if count < 2 or len(boxes) != count or not all(box.content for box in boxes):
         return None
-    if _OR_RE.search(body, boxes[-1].start, boxes[0].end):
+    between = body[boxes[-1].end : boxes[0].start]
+    if _OR_RE.search(between) or _NEGATION_RE.search(between):
         return None
     return ", ".join(box.content for box in reversed(boxes))
 

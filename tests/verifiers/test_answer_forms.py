@@ -168,6 +168,7 @@ def test_labelled_golds(response: str, gold: str, expected: bool) -> None:
             "$$\\boxed{(3, 3)} \\text{ or maybe } \\boxed{(1, 1)}$$", "(3, 3), (1, 1)", False, id="or-between"
         ),
         pytest.param("\\boxed{1} first, \\boxed{2} then, \\boxed{3} last", "2, 3", False, id="more-boxes-than-values"),
+        pytest.param("\\boxed{2} is not right; it is \\boxed{3}", "2, 3", False, id="box-taken-back"),
         pytest.param("$\\boxed{(3, 3)}$ for part (a) and $\\boxed{(1, 1)}$", "(1, 1)", True, id="single-gold-last-box"),
         pytest.param(
             "\\( y_1 = \\boxed{-2(x - 1)^2 + 5} \\) and \\( y_2 = \\boxed{3(x + 2)^2 - 2} \\)",
