@@ -17,10 +17,10 @@ from verifiers.answer_types import MATH_TYPES, NUMERIC_TYPES, classify, yes_no
 from verifiers.benchmarks import BenchmarkRule, rule_for
 from verifiers.choice import letters_in
 from verifiers.compare import Tolerance, equal
-from verifiers.extract import extract_answer
+from verifiers.extract import extract_answer, separate_boxes
 from verifiers.guard import refusal
-from verifiers.normalize import clean_latex, normalize_text, sanitize, strip_units
-from verifiers.parse import MAX_SPAN_CHARS, ParseError, parse
+from verifiers.normalize import clean_latex, normalize_text, read_decimal_comma, sanitize, strip_units
+from verifiers.parse import MAX_SPAN_CHARS, ParseError, free_vars, parse
 from verifiers.pool import WorkerPool, default_pool
 from verifiers.result import VerifyResult
 
@@ -32,6 +32,14 @@ _NAME = r"[A-Za-z](?:_\{?\w+\}?)?"
 _SOLVED_FOR_RE = re.compile(
     rf"^\s*(?:{_NAME}|\(\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\))\s*=(?!=)|(?<![=<>!])=\s*{_NAME}\s*$"
 )
+# A left side that only names the quantity its right side gives: a segment `AB` or `|AB|`, an indexed letter
+# `V_{1}`, a function value `f(x)`, a ratio `V_{1}:V_{2}` or quotient `\\frac{NO}{BO}` of such names.
+_QUANTITY = r"(?:[A-Z]{1,4}|[A-Za-z](?:_\{?\w+\}?)?)"
+_LABEL_RE = re.compile(
+    rf"^\s*(?:\|{_QUANTITY}\||[a-z]\(\s*\w\s*\)|{_QUANTITY}(?:\s*[:/]\s*{_QUANTITY})?"
+    rf"|\\frac\{{{_QUANTITY}\}}\{{{_QUANTITY}\}})\s*=(?![=<>])"
+)
+_RATIO_RE = re.compile(r"\d+(?:\.\d+)?(?:\s*:\s*\d+(?:\.\d+)?)+")
 
 
 @dataclass(frozen=True)
@@ -138,10 +146,34 @@ def _check_text(span: str, gold: str, rule: BenchmarkRule) -> VerifyResult:
     return VerifyResult(False, span, "text", "normalized", "mismatch")
 
 
+def _labelled_value(gold_text: str) -> str | None:
+    """What a gold that only names its quantities states: `|AB|=1` -> `1`, `AB=4, CD=5` -> `4, 5`,
+    `V_{1}:V_{2}=11:21` -> `11:21`; None unless every right side is a constant (`x^2+y^2=25` is no label)."""
+    values = []
+    for part in gold_text.split(","):
+        m = _LABEL_RE.match(part)
+        value = part[m.end() :].strip() if m else ""
+        tree = _math_form(value)[1] if value else None
+        constant = tree is not None and tree[0] != "rel" and not free_vars(tree)
+        if not (constant or _RATIO_RE.fullmatch(value)):
+            return None
+        values.append(value)
+    return ", ".join(values)
+
+
 def _check_math(span: str, gold: str, answer_type: str, tol: Tolerance | None) -> VerifyResult | _Symbolic:
     gold_text, gold_tree = _math_form(gold)
     pred_text, pred_tree = _math_form(span)
-    if gold_text == pred_text:
+    if "=" in gold_text and not _RELATION_RE.search(pred_text):
+        value = _labelled_value(gold_text)
+        if value is not None:
+            gold_text, gold_tree = _math_form(value)
+    gold_decimal, pred_decimal = read_decimal_comma(gold_text, pred_text), read_decimal_comma(pred_text, gold_text)
+    if gold_decimal != gold_text:
+        gold_text, gold_tree = _math_form(gold_decimal)
+    if pred_decimal != pred_text:
+        pred_text, pred_tree = _math_form(pred_decimal)
+    if gold_text == pred_text or (gold_tree is not None and gold_tree == pred_tree):
         return VerifyResult(True, span, answer_type, "normalized", "match")
     method = "numeric" if answer_type in NUMERIC_TYPES else "evaluation"
     if gold_tree is not None and pred_tree is not None:
@@ -205,7 +237,18 @@ def _plan(item: Item) -> list[VerifyResult | _Symbolic]:
         plan.append(_check_one(item, rule, gold, span))
         if isinstance(plan[-1], VerifyResult) and plan[-1].correct:
             break
+        boxes = separate_boxes(item.prediction, _value_count(gold))
+        if boxes is not None and boxes != span:
+            plan.append(_check_one(item, rule, gold, boxes))
+            if isinstance(plan[-1], VerifyResult) and plan[-1].correct:
+                break
     return plan
+
+
+def _value_count(gold: str) -> int:
+    """How many values a gold lists (`(3, 3), (1, 1)` has two); 1 for a single value or an unparsable gold."""
+    tree = _math_form(gold)[1]
+    return len(tree[1]) if tree is not None and tree[0] == "list" else 1
 
 
 def verify_batch(

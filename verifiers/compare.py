@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from verifiers.parse import free_vars
+from verifiers.parse import children, free_vars
 
 Value = Fraction | complex
 
@@ -32,7 +32,8 @@ DEFAULT_DECIMALS = 6
 _POINTS = tuple(
     Fraction(n, d) for n, d in ((7, 5), (3, 11), (17, 6), (5, 9), (13, 7), (2, 13), (19, 8), (11, 17), (23, 10))
 )
-_STRUCTURES = frozenset({"tuple", "set", "list", "union"})
+_STRUCTURES = frozenset({"tuple", "set", "list", "union", "matrix"})
+MIN_ROUNDED_DECIMALS = 2
 _FLIPPED = {">": "<", ">=": "<="}
 
 
@@ -438,10 +439,23 @@ def _membership_target(node: tuple) -> tuple:
 
 
 # --- structures ----------------------------------------------------------------------------------------------
+def _entry_equal(gold: tuple, pred: tuple, tol: Tolerance | None) -> bool | None:
+    """An entry of an ordered structure (interval end, coordinate, matrix entry): equal, or a decimal of two places or
+    more that is the other side's exact value rounded to its places (`(0.6, 2.6667]` for `(\\frac35, \\frac83]`)."""
+    verdict = equal(gold, pred, tol)
+    if verdict is not False:
+        return verdict
+    for decimal, exact in ((pred, gold), (gold, pred)):
+        places = _literal_decimals(decimal)
+        if places is not None and places >= MIN_ROUNDED_DECIMALS and not _literal_decimals(exact):
+            return equal(exact, decimal, Tolerance(precision=places))
+    return False
+
+
 def _all_equal(pairs: list[tuple[tuple, tuple]], tol: Tolerance | None) -> bool | None:
     unsure = False
     for g, p in pairs:
-        verdict = equal(g, p, tol)
+        verdict = _entry_equal(g, p, tol)
         if verdict is False:
             return False
         unsure |= verdict is None
@@ -474,6 +488,10 @@ def _structures_equal(gold: tuple, pred: tuple, tol: Tolerance | None) -> bool |
     if gk == "tuple" and pk == "rel":
         converted = _interval_from_relation(pred)
         return False if converted is None else equal(gold, converted, tol)
+    if gk == "matrix" or pk == "matrix":
+        if gk != pk or len(gold[1]) != len(pred[1]) or len(gold[1][0]) != len(pred[1][0]):
+            return False
+        return _all_equal(list(zip(children(gold), children(pred), strict=True)), tol)
     if gk == "tuple":
         if pk != "tuple" or gold[1:3] != pred[1:3] or len(gold[3]) != len(pred[3]):
             return False

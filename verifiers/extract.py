@@ -10,9 +10,11 @@ Order, first hit wins:
 5. the last sentence, when it states a value conservatively: "… is (about) 34.", "… is $x \\ge 5$.", or
    "$x \\ge 5$ is the solution.";
 6. with the question's options known: the one option the last sentence names, or a leading "Yes," / "No,";
-7. the whole response when it is one short line.
-Only the part after a closed `</think>` / `</thought>` block is searched, so numbers in the reasoning are never taken
-for the answer. All searches are `rfind`-based or run on a bounded tail, so a 1 MB response costs milliseconds.
+7. the only math span of a one-line response ("We find that $x \\lt 3$."), or the whole response when it is one short
+   line.
+Only the part after a closed `</think>` / `</thought>` block and before a chat-template turn marker is searched, so
+numbers in the reasoning (or in a new turn) are never taken for the answer. All searches are `rfind`-based or run on a
+bounded tail, so a 1 MB response costs milliseconds.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ REASONING_CLOSE_TAGS = ("</think>", "</thought>")
 _ANSWER_IS_RE = re.compile(
     r"(?i)\b(?:answer|option|choice)(?:\s+letter|\s+to\s+(?:the|this|your)\s+question)?\b\s*(?:is\s*[:：]?|[:：=])\s*"
 )
-_ANSWER_LINE_RE = re.compile(r"(?im)^[ \t]*(?:final\s+)?answer[ \t]*(?=\$)")  # "Answer $9$" on a line of its own
+# "Answer $9$" or "Answer \\[ 9 \\]" on a line of its own
+_ANSWER_LINE_RE = re.compile(r"(?im)^[ \t]*(?:final\s+)?answer[ \t]*(?=\$|\\\[)")
+_DISPLAY_CLOSE = {"$$": "$$", "\\[": "\\]"}
 _CJK_ANSWER_RE = re.compile(
     r"(?:(?:最终答案|正确答案|答案|选项)\s*(?:应该?是|是|为|為|[:：])|(?:故|所以|因此|则)\s*选(?!项)\s*[:：]?)\s*"
 )
 _SENTENCE_END_RE = re.compile(r"[.!?。](?=\s|$)")
+_CLAUSE_END_RE = re.compile(r"[.!?。]\$?(?=\s|$)")  # also a sentence ending inside math: "$x = 0.$ By ..."
 # A value stated at the end of a sentence: "... is 34", "... is about 31%", "... is 17.5 cm", "... equals $1/2$".
 _NUMBER_WORDS = {
     word: str(value)
@@ -47,10 +52,10 @@ _NUMBER_WORDS = {
         "seventeen eighteen nineteen twenty".split()
     )
 }
-_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?|" + "|".join(_NUMBER_WORDS)
+_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?|" + "|".join(_NUMBER_WORDS)
 _STATED_VALUE_RE = re.compile(
-    r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
-    rf"['\"]?(\$[^$]+\$|\\\(.+?\\\)|(?:{_NUMBER})\s*(?:%|percent\b|[A-Za-z]{{1,12}}(?:\^\{{?[23]\}}?)?)?)['\"]?"
+    r"(?i)(?:\bis|\bare|\bwas|\bequals?|\bbe|\bit's|=)\s+(?:about\s+|around\s+|approximately\s+|roughly\s+|nearly\s+)?"
+    rf"['\"]?(\$[^$]+\$|\\\(.+?\\\)|(?:{_NUMBER})\s*(?:%|percent\b|[€£¥$]|[A-Za-z]{{1,12}}(?:\^\{{?[23]\}}?|[²³])?)?)['\"]?"
     r"(?:\s+(?:long|tall|wide|high|deep|old|away|apart|left|in\s+total))?\s*$"
 )
 # "There are 3 dots in each group": a count, when it is the sentence's only number.
@@ -70,6 +75,11 @@ _OR_RE = re.compile(r"(?i)\bor\b(?!\s*,?\s*equivalently)|或")
 _BOX_SEPARATOR_RE = re.compile(r"^(?:[\s$,;&]|\band\b|\\text\{\s*and\s*\}|\\q?quad|\\[,;!()\[\]])*$")
 # Generation-stop markers a decoder may leave at the end of the text.
 _STOP_TEXTS = ("</s>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<eos>")
+# A chat-template turn marker: what follows it (a new user turn) is no part of the answer.
+_TURN_MARKER_RE = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id)\|>")
+# A one-line response whose only math is one `$…$` / `\\(…\\)` span: "We find that $x \\lt 3$."
+_MATH_SPAN_RE = re.compile(r"\$[^$]+\$|\\\(.+?\\\)")
+SINGLE_SPAN_LINE_MAX_CHARS = 400
 _LETTER_LINE_RE = re.compile(r"^[\W_]*(?:(?:option|choice)\s*)?\(?([A-J])\)?[\W_]*$", re.IGNORECASE)
 _OPTION_LINE_RE = re.compile(r"^(?:(?i:option|choice)\s*)?(?:\([A-J]\)|[A-J][.)])(?:\s|$)")
 _SHORT_ANSWER_RE = re.compile(r'"short answer"\s*:\s*("(?:[^"\\]|\\.)*"|[^,}\n]+)', re.IGNORECASE)
@@ -145,9 +155,9 @@ def _final_boxes(text: str) -> _Box | None:
 def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     """Where the sentence (or line) holding `text[start:end]` begins and stops, looking at most 300 characters out."""
     left = text[max(start - 300, 0) : start]
-    begin = start - len(left) + 1 + max([left.rfind("\n")] + [m.start() for m in _SENTENCE_END_RE.finditer(left)])
+    begin = start - len(left) + max([left.rfind("\n") + 1] + [m.end() for m in _CLAUSE_END_RE.finditer(left)])
     right = text[end : end + 300]
-    stops = [len(right), *(m.start() for m in _SENTENCE_END_RE.finditer(right))]
+    stops = [len(right), *(m.start() for m in _CLAUSE_END_RE.finditer(right))]
     newline = right.find("\n")
     return begin, end + min(stops[:2] + ([newline] if newline >= 0 else []))
 
@@ -173,14 +183,19 @@ def answer_is(text: str, start: int = 0) -> str | None:
     offset = max(len(text) - TAIL_CHARS, start)
     tail = text[offset:]
     matches = [_last_match(_ANSWER_IS_RE, tail)]
-    if "nswer $" in tail or "nswer$" in tail:
+    if "nswer" in tail:
         matches.append(_last_match(_ANSWER_LINE_RE, tail))
     if "答" in tail or "选" in tail:
         matches.append(_last_match(_CJK_ANSWER_RE, tail))
     last = max((m for m in matches if m), key=lambda m: m.start(), default=None)
     if last is None:
         return None
-    line = text[offset + last.end() :].lstrip().split("\n", 1)[0]
+    rest = text[offset + last.end() :].lstrip()
+    opener = next((o for o in _DISPLAY_CLOSE if rest.startswith(o)), None)
+    close = rest.find(_DISPLAY_CLOSE[opener], len(opener)) if opener else -1
+    if close > 0:  # display math over several lines: `Answer \\[ 9 \\]`
+        return rest[len(opener) : close].strip() or None
+    line = rest.split("\n", 1)[0]
     line = re.split(r"\.(?:\s|$)|。", line, maxsplit=1)[0].strip().strip("*").strip()
     return (_stated_value(line) or line) if line else None
 
@@ -265,14 +280,37 @@ def named_option(text: str, choices: Sequence[str]) -> str | None:
     return None
 
 
+def _answer_part(response: str | bytes | None) -> str:
+    """The part of a response that may state the answer: after the reasoning, before a new chat turn or stop text."""
+    body = final_part(sanitize(response))
+    marker = _TURN_MARKER_RE.search(body)
+    if marker and body[: marker.start()].strip():
+        body = body[: marker.start()]
+    body = body.rstrip()
+    while body.endswith(_STOP_TEXTS):
+        body = body[: body.rfind("<")].rstrip()
+    return body
+
+
+def separate_boxes(response: str | bytes | None, count: int) -> str | None:
+    """The response's boxes joined as one list when it has exactly `count` of them, none offered as an alternative or
+    taken back: `\\boxed{(3, 3)} for part (a) and \\boxed{(1, 1)}` answers a gold of two values."""
+    body = _answer_part(response)
+    boxes = list(_boxes_from_end(body))
+    if count < 2 or len(boxes) != count or not all(box.content for box in boxes):
+        return None
+    between = body[boxes[-1].end : boxes[0].start]
+    if _OR_RE.search(between) or _NEGATION_RE.search(between):
+        return None
+    return ", ".join(box.content for box in reversed(boxes))
+
+
 def extract_answer(
     response: str | bytes | None, json_short_answer: bool = False, choices: Sequence[str] | None = None
 ) -> Extraction:
     """The final-answer span of a response; `span is None` when the response states no answer. `choices` (option
     texts) let a prose answer that names one option count."""
-    body = final_part(sanitize(response)).rstrip()
-    while body.endswith(_STOP_TEXTS):
-        body = body[: body.rfind("<")].rstrip()
+    body = _answer_part(response)
     if json_short_answer:
         field = short_answer_field(body)
         if field is not None:
@@ -299,5 +337,17 @@ def extract_answer(
         return Extraction(option, "named_option")
     whole = body.strip()
     if whole and len(whole) <= WHOLE_RESPONSE_MAX_CHARS and "\n" not in whole:
-        return Extraction(whole, "whole")
-    return Extraction(None, "none")
+        span = single_math_span(whole)
+        return Extraction(span, "math_span") if span else Extraction(whole, "whole")
+    span = single_math_span(whole) if len(whole) <= SINGLE_SPAN_LINE_MAX_CHARS and "\n" not in whole else None
+    return Extraction(span, "math_span") if span else Extraction(None, "none")
+
+
+def single_math_span(line: str) -> str | None:
+    """The one math span of a prose line ("We find that $x \\lt 3$."); None when the line has several, or its prose
+    negates or hedges ("It is not $5$", "$5$ or more")."""
+    spans = _MATH_SPAN_RE.findall(line)
+    if len(spans) != 1 or spans[0] == line:
+        return None
+    prose = line.replace(spans[0], " ")
+    return None if _NEGATION_RE.search(prose) or _OR_RE.search(prose) else spans[0]

@@ -35,6 +35,9 @@ _UNICODE = str.maketrans(
         "\uff08": "(",
         "\uff09": ")",
         "\u3002": ".",
+        "\u20ac": "",  # currency signs, like `\\$`, are presentation
+        "\u00a3": "",
+        "\u00a5": "",
         "\u00a0": " ",
         "\u2009": " ",
         "\u202f": " ",
@@ -47,14 +50,19 @@ _WRAPPERS = frozenset(
     "operatorname bm boldsymbol displaystyle".split()
 )
 _WRAPPER_RE = re.compile(r"\\(" + "|".join(sorted(_WRAPPERS)) + r")\s*\{")
-_SPACING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lr]?|displaystyle|textstyle|quad|qquad)(?![a-zA-Z])|\\[,;:! ]|~")
+_SPACING_RE = re.compile(
+    r"\\(?:left|right|[bB]igg?[lr]?|displaystyle|textstyle|quad|qquad)(?![a-zA-Z])|(?<!\\)\\[,;:! ]|~"  # not `\\\\ `
+)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
 _FRAC_ALIAS_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _BINOM_ALIAS_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 # Digit groups as MATH writes them: `10{,}000`, `10\\,000`, `11,\\! 111,\\! 100`.
-_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\{,\}|,\\!\s*|,\\ \s*)(?=\d{3}(?!\d))")
-_PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent|per\s+cent|pct)\b", re.IGNORECASE)
-_GROUPED_NUMBER_RE = re.compile(r"-?\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")  # 10,000 and 10 000
+_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:\\,|\s*\{,\s*\}|,\\!\s*|,\\ \s*)(?=\d{3}(?!\d))")
+_PERCENT_WORD_RE = re.compile(r"(?<=\d)\s*(?:percent(?:age)?|per\s+cent|pct)\b", re.IGNORECASE)
+# 10,000 and 10 000; not `0,111`, which no one groups (a decimal comma, or a list).
+_GROUPED_NUMBER_RE = re.compile(r"-?(?!0)\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")
+_DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
+_DECIMAL_RE = re.compile(r"-?\d*\.\d+")
 _SCALE_RE = re.compile(r"(?<=[\d\s])\s*(thousand|million|billion|trillion)\s*$", re.IGNORECASE)
 _SCALES = {"thousand": "10^3", "million": "10^6", "billion": "10^9", "trillion": "10^12"}
 
@@ -66,7 +74,7 @@ _LONG_UNITS = (
 )
 _UNIT_RE = re.compile(
     r"(?:(?<=[\d)}])\s*|\s+)(?:square\s+|sq\.?\s+|cubic\s+)?" + _LONG_UNITS + r"(?:\s*\^\s*\{?[23]\}?)?\s*$"
-    r"|\s+(?:m|g|s|h|l|L|in)(?:\s*\^\s*\{?[23]\}?)?\s*$",
+    r"|\s+(?:m|g|s|h|l|L|in)(?:\s*\^\s*\{?[23]\}?)?\s*$|(?<=\d)m\s*\^\s*\{?[23]\}?\s*$",
     re.IGNORECASE,
 )
 _BRACE_RE = re.compile(r"[{}]")
@@ -136,6 +144,14 @@ def clean_latex(span: str) -> str:
     if _GROUPED_NUMBER_RE.fullmatch(span):
         span = span.replace(",", "").replace(" ", "")
     return span
+
+
+def read_decimal_comma(text: str, other: str) -> str:
+    """`1000,99` read as the decimal 1000.99 when the answer it is compared with is one decimal number; otherwise its
+    comma separates a list (`1,2`). Digit groups (`1,000`) were already joined by `clean_latex`."""
+    if _DECIMAL_COMMA_RE.fullmatch(text) and _DECIMAL_RE.fullmatch(other):
+        return text.replace(",", ".")
+    return text
 
 
 def strip_units(span: str) -> str:

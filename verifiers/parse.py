@@ -12,6 +12,8 @@ Node shapes (all tuples, hashable):
     ("root", x, index) | ("fn", name, x) | ("log", x, base_or_None) | ("fact", x) | ("abs", x) | ("binom", n, k)
     ("rel", sides, ops)           ops drawn from = < > <= >= != in ~ (approximately)
     ("tuple", open, close, items) | ("set", items) | ("list", items) | ("union", parts)
+    ("matrix", rows)              rows: tuples of entries, all of one length (`pmatrix`, `bmatrix`, `array`, ...)
+A span with one `\\pm` is the set of its two readings: `1 \\pm \\sqrt{19}` is {1 + √19, 1 - √19}.
 """
 
 from __future__ import annotations
@@ -32,13 +34,19 @@ class ParseError(ValueError):
 _TOKEN_RE = re.compile(
     r"(?P<ws>\s+)"
     r"|(?P<num>(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+(?![.\d]))?)"
+    r"|(?P<env>\\(?:begin|end)\s*\{[a-zA-Z]+\*?\})"
+    r"|(?P<row>\\\\)"
     r"|(?P<cmd>\\[a-zA-Z]+)"
     r"|(?P<esc>\\[{}%|])"
     r"|(?P<word>[a-zA-Z]+)"
     r"|(?P<rel><=|>=|!=|==|=|<|>)"
     r"|(?P<pow>\*\*)"
-    r"|(?P<op>[-+*/^_!(),;\[\]{}|%])"
+    r"|(?P<op>[-+*/^_!(),;\[\]{}|%&])"
 )
+# Environments read as a matrix; `vmatrix` (a determinant) and the rest are outside the grammar.
+MATRIX_ENVIRONMENTS = frozenset("matrix pmatrix bmatrix Bmatrix smallmatrix array".split())
+_ARRAY_COLUMNS_RE = re.compile(r"\s*\{[lcr|\s]*\}")  # `\\begin{array}{cc}`
+_PM_RE = re.compile(r"\\pm(?![a-zA-Z])")
 
 # "7 3/4" written in plain text is a mixed number (as mathruler reads it), not 7 * 3/4.
 _PLAIN_MIXED_RE = re.compile(r"(?P<sign>-?)(?P<whole>\d+)\s+(?P<num>\d+)/(?P<den>\d+)")
@@ -102,6 +110,14 @@ def _tokenize(span: str) -> list[tuple[str, str]]:
         pos = m.end()
         kind, text = m.lastgroup, m.group()
         if kind == "ws":
+            continue
+        if kind == "env":
+            env = text[text.index("{") + 1 : -1]
+            if env not in MATRIX_ENVIRONMENTS:
+                raise ParseError(f"unsupported environment {env}")
+            tokens.append((text[1:].split("{")[0].strip(), env))
+            columns = _ARRAY_COLUMNS_RE.match(span, pos) if tokens[-1] == ("begin", "array") else None
+            pos = columns.end() if columns else pos
             continue
         if kind == "cmd":
             name = text[1:]
@@ -277,6 +293,8 @@ class _Parser:
             return self.parse_set()
         if kind == "empty":
             return ("set", ())
+        if kind == "begin":
+            return self.parse_matrix(text)
         if kind == "op":
             if text in "([":
                 return self.parse_bracket(text)
@@ -399,6 +417,24 @@ class _Parser:
             return items[0]
         return ("tuple", opener, closer, tuple(items))
 
+    def parse_matrix(self, env: str) -> tuple:
+        """Rows split by `\\\\`, entries by `&`, up to the matching `\\end`; a trailing `\\\\` is allowed."""
+        rows, row = [], [self.parse_expr()]
+        while not self.at("end"):
+            kind, text = self.take()
+            if (kind, text) == ("op", "&"):
+                row.append(self.parse_expr())
+            elif kind == "row":
+                rows.append(tuple(row))
+                row = [] if self.at("end") else [self.parse_expr()]
+            else:
+                raise ParseError(f"unexpected {text!r} in a matrix")
+        self.expect("end", env)
+        rows += [tuple(row)] if row else []
+        if len({len(r) for r in rows}) != 1:
+            raise ParseError("rows of different lengths")
+        return ("matrix", tuple(rows))
+
     def parse_set(self) -> tuple:
         items: list[tuple] = []
         if not self.at("esc", "}"):
@@ -423,13 +459,19 @@ def parse(span: str) -> tuple:
     if mixed and int(mixed["num"]) < int(mixed["den"]):
         value = int(mixed["whole"]) + Fraction(int(mixed["num"]), int(mixed["den"]))
         return ("num", -value if mixed["sign"] else value, None)
+    if len(_PM_RE.findall(span)) == 1 and "\\mp" not in span:
+        readings = tuple(parse(_PM_RE.sub(sign, span)) for sign in ("+", "-"))
+        if any(reading[0] in ("list", "set", "tuple", "union", "matrix") for reading in readings):
+            raise ParseError("a plus-minus inside a structure")
+        return ("set", readings)
     try:
         return _Parser(_tokenize(span)).parse_top()
     except RecursionError as exc:
         raise ParseError("nesting too deep") from exc
 
 
-def _children(node: tuple) -> tuple:
+def children(node: tuple) -> tuple:
+    """The sub-trees of a node (a matrix's entries row by row)."""
     kind = node[0]
     if kind in ("num", "var", "const"):
         return ()
@@ -437,6 +479,8 @@ def _children(node: tuple) -> tuple:
         return node[1]
     if kind == "tuple":
         return node[3]
+    if kind == "matrix":
+        return tuple(entry for row in node[1] for entry in row)
     if kind == "fn":
         return (node[2],)
     if kind == "log":
@@ -448,4 +492,4 @@ def free_vars(node: tuple) -> frozenset[str]:
     """Variable names in a tree."""
     if node[0] == "var":
         return frozenset((node[1],))
-    return frozenset().union(*(free_vars(child) for child in _children(node)))
+    return frozenset().union(*(free_vars(child) for child in children(node)))

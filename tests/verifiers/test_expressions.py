@@ -92,11 +92,6 @@ def test_equation_type() -> None:
 @pytest.mark.parametrize(
     ("gold", "pred", "expected"),
     [
-        pytest.param("\\pm 3", "-3, 3", True, id="plus-minus-as-list", marks=NEEDS_MATH_VERIFY),
-        pytest.param("\\pm 3", "\\pm 4", False, id="plus-minus-wrong"),
-        pytest.param(
-            "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\4&3\\end{pmatrix}", False, id="mat"
-        ),
         pytest.param("\\lfloor 3.5 \\rfloor", "3", True, id="floor", marks=NEEDS_MATH_VERIFY),
         pytest.param("\\mathbb{R}", "(-\\infty,\\infty)", True, id="all-reals", marks=NEEDS_MATH_VERIFY),
     ],
