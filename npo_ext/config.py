@@ -150,7 +150,7 @@ class NPOConfig:
     # Save a real checkpoint at the fork step right after rollback, so a kill during the guided window resumes
     # inside the window (only when trainer.save_freq > 0).
     checkpoint_at_rollback: bool = True
-    # Guide and AutoNPO candidate checkpoints hold the weights alone (no optimizer, scheduler or RNG): they are only
+    # Guide and AutoNPO candidate checkpoints hold no optimizer state (weights, scheduler and RNG only): they are only
     # sampled from and scored, never trained on. About a third of a full FSDP checkpoint with AdamW.
     weights_only_guides: bool = True
     # Skip periodic validation while looking ahead: those weights are thrown away.

@@ -3,7 +3,8 @@
 * ``save_unmanaged_checkpoint``: a fork snapshot or guide (weights alone, by option) through the engine's normal
   checkpoint save, not recorded by its checkpoint manager, so snapshots never count against
   ``trainer.max_actor_ckpt_to_keep`` and never cause a real checkpoint to be rotated out early.
-* ``load_weights``: a checkpoint's weights alone (verl's ``load_contents: [model]``), for sampling and scoring.
+* ``load_weights``: a checkpoint's weights and RNG, no optimizer (verl's ``load_contents``), for sampling and
+  scoring.
 * ``link_next_checkpoint``: the next real checkpoint holds the state of a snapshot the actor was just restored from;
   ``save_checkpoint`` then hard-links the snapshot's shards instead of writing them again.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
@@ -36,6 +37,10 @@ from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
 
+# verl's checkpoint contents of a state that is only sampled from and scored: the weights, and the extra state
+# (scheduler and RNG, a few KB) so that sampling after a resume repeats the uninterrupted run's; no optimizer state
+WEIGHTS_ONLY = ["model", "extra"]
+
 
 class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     """verl 0.9.1's hybrid worker with an unmanaged snapshot save and an in-worker transformers rollout."""
@@ -57,8 +62,8 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     def save_unmanaged_checkpoint(self, local_path: str, global_step: int, weights_only: bool = False) -> None:
         manager = self.actor.engine.checkpoint_manager
         tracked, contents = list(manager.previous_saved_paths), manager.checkpoint_save_contents
-        if weights_only:  # verl's own switch: the model shards alone
-            manager.checkpoint_save_contents = ["model"]
+        if weights_only:  # verl's own switch: no optimizer state (the few-KB scheduler and RNG state stay)
+            manager.checkpoint_save_contents = WEIGHTS_ONLY
         try:
             self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
         finally:
@@ -90,10 +95,11 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_weights(self, local_path: str) -> None:
-        """A checkpoint's model weights alone, to sample from or score with; the optimizer, scheduler and RNG stay."""
+        """A checkpoint's weights (and its RNG, so sampling from them repeats after a kill), to sample from or score
+        with; the optimizer state stays."""
         manager = self.actor.engine.checkpoint_manager
         contents = manager.checkpoint_load_contents
-        manager.checkpoint_load_contents = ["model"]
+        manager.checkpoint_load_contents = WEIGHTS_ONLY
         try:
             self.actor.load_checkpoint(local_path, None, False)
         finally:

@@ -69,7 +69,7 @@ def test_rollback_restores_weights_optimizer_lr_schedule_and_rng(first_run, acto
     assert restored["lr_scheduler"]["last_epoch"] == FORK_STEP
     # the guide θ_{T+Δ} is only sampled from and scored: its checkpoint holds the weights alone
     guide_files = sorted(p.name.split("_world_size")[0] for p in (kept / "guide").glob("*_world_size_*"))
-    assert guide_files and set(guide_files) == {"model"}, "a weights shard per rank, no optimizer or extra state"
+    assert guide_files and set(guide_files) == {"model", "extra_state"}, "weights, scheduler and RNG; no optimizer"
     guide = torch.load(next((kept / "guide").glob("model_world_size_*_rank_0.pt")), weights_only=False)
     name = next(iter(guide))
     assert not torch.equal(actor_state.local(guide[name]), snapshot["model"][(0, name)]), "the look-ahead moved it"
