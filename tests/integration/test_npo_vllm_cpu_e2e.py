@@ -14,6 +14,7 @@ import json
 import os
 
 import pytest
+import torch
 
 VLLM_PYTHON = os.environ.get("NPO_VLLM_PYTHON")
 pytestmark = [
@@ -105,7 +106,9 @@ def test_the_resumed_rollback_restores_the_snapshot_and_checkpoints_the_fork_ste
     kept = demo / "probe_rollback"
     snapshot = actor_state.load(kept / "snapshot")
     actor_state.assert_same(actor_state.load(kept / "restored"), snapshot)
-    assert actor_state.load(kept / "guide")["lr_scheduler"]["last_epoch"] == FORK_STEP + DELTA
+    guide_extra = torch.load(next((kept / "guide").glob("extra_state_world_size_*_rank_0.pt")), weights_only=False)
+    assert guide_extra["lr_scheduler"]["last_epoch"] == FORK_STEP + DELTA, "the guide: weights, scheduler, RNG"
+    assert not list((kept / "guide").glob("optim_*")), "no optimizer state in a guide (npo.weights_only_guides)"
     checkpoints = demo / "checkpoints"
     actor_state.assert_same(actor_state.load(checkpoints / f"global_step_{FORK_STEP}" / "actor"), snapshot)
     fork_state = json.loads((checkpoints / f"global_step_{FORK_STEP}" / "npo_state.json").read_text())
