@@ -13,6 +13,7 @@ from typing import Any
 SLOT_POLICIES = ("last", "first", "lowest_reward")
 GUIDE_SELECT_POLICIES = ("first", "shortest", "longest")
 MODES = ("manual", "auto")
+GUIDE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 logger = logging.getLogger(__name__)
 
 
@@ -153,6 +154,14 @@ class NPOConfig:
     # Guide and AutoNPO candidate checkpoints hold no optimizer state (weights, scheduler and RNG only): they are only
     # sampled from and scored, never trained on. About a third of a full FSDP checkpoint with AdamW.
     weights_only_guides: bool = True
+    # The dtype a weights-only guide's (and candidate's) weights are saved in: "auto" = the rollout's
+    # (actor_rollout_ref.rollout.dtype, bf16 by default), which is all sampling from it uses. float32 keeps verl's own
+    # checkpoint format for them.
+    guide_dtype: str = "auto"
+    # Each rank also keeps the fork snapshot in host memory (its shard of weights, optimizer state, scheduler, RNG),
+    # so the rollback and AutoNPO's θ_T scoring read memory, not the checkpoint folder. The disk copy is still written
+    # (a restarted run rolls back from it).
+    snapshot_in_memory: bool = True
     # Skip periodic validation while looking ahead: those weights are thrown away.
     validate_during_lookahead: bool = False
 
@@ -172,6 +181,8 @@ class NPOConfig:
             raise NPOConfigError(f"npo.guide_round_n must be in [0, guide_n={self.guide_n}], got {self.guide_round_n}")
         if not 0.0 < self.guide_min_acc <= 1.0:
             raise NPOConfigError(f"npo.guide_min_acc must be in (0, 1], got {self.guide_min_acc}")
+        if self.guide_dtype not in GUIDE_DTYPES:
+            raise NPOConfigError(f"npo.guide_dtype must be one of {GUIDE_DTYPES}, got {self.guide_dtype!r}")
         if self.mode not in MODES:
             raise NPOConfigError(f"npo.mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "auto" and self.interventions:

@@ -72,14 +72,19 @@ class VerlForkEngine:
         if not (complete and link_tree(existing, directory / "actor")):
             self._save_actor(directory, step, weights_only=False)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
+        if self.trainer.npo.snapshot_in_memory:
+            held = self.trainer.actor_rollout_wg.keep_snapshot_in_memory(str(directory / "actor"))
+            self.trainer.stage_metrics({"npo/snapshot_host_gib": sum(held) / 2**30})
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
-        self._save_actor(directory, step, weights_only=self.trainer.npo.weights_only_guides)
+        npo = self.trainer.npo
+        dtype = guide_weights_dtype(npo.guide_dtype, self.trainer.config.actor_rollout_ref.rollout.dtype)
+        self._save_actor(directory, step, weights_only=npo.weights_only_guides, dtype=dtype)
 
-    def _save_actor(self, directory: Path, step: int, weights_only: bool) -> None:
+    def _save_actor(self, directory: Path, step: int, weights_only: bool, dtype: str | None = None) -> None:
         self._sleep_rollout()
         directory.mkdir(parents=True, exist_ok=True)
-        self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step, weights_only)
+        self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step, weights_only, dtype)
 
     def load_guide_checkpoint(self, directory: Path) -> None:
         """A guide's, candidate's or snapshot's weights, to sample from or score with (a rollback restores the rest)."""
@@ -94,8 +99,16 @@ class VerlForkEngine:
             self.trainer.load_actor(checkpoint / "actor", "checkpoint to sample from", weights_only=True)
 
     def rollback(self, snapshot: Path, step: int) -> None:
+        """Restore the snapshot: the actor from host memory where every rank holds it (``npo.snapshot_in_memory``,
+        no restart since), else from disk; the data position and the step counter from the folder."""
         self._sleep_rollout()
-        self.trainer.restore_folder(snapshot, step, what="fork snapshot")
+        wg = self.trainer.actor_rollout_wg
+        in_memory = self.trainer.npo.snapshot_in_memory and all(
+            wg.restore_snapshot_from_memory(str(snapshot / "actor"))
+        )
+        self.trainer.restore_folder(snapshot, step, what="fork snapshot", load_actor=not in_memory)
+        if self.trainer.npo.snapshot_in_memory:
+            wg.drop_snapshot_from_memory()
         self.trainer.resume_at(step)
         self._restored_from = snapshot
 
@@ -301,6 +314,15 @@ class VerlForkEngine:
 
 V_SAMPLE_NON_TENSORS = ("multi_modal_inputs",)
 GUIDE_FIELDS = {f"npo_guide_{name}": name for name in ("ids", "log_probs", "draw_ids", "draw_log_probs", "tail")}
+
+
+def guide_weights_dtype(guide_dtype: str, rollout_dtype: str | None) -> str | None:
+    """The dtype guide weights are cast to when saved (``npo.guide_dtype``), or None for verl's own fp32 format."""
+    names = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    dtype = guide_dtype if guide_dtype != "auto" else names.get(str(rollout_dtype), str(rollout_dtype or "bfloat16"))
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"npo.guide_dtype=auto: rollout dtype {rollout_dtype!r} is not a float dtype")
+    return None if dtype == "float32" else dtype
 
 
 def generate_in_whole_chunks(rollout, batch: DataProto, num_workers: int) -> DataProto:

@@ -48,7 +48,7 @@ class ForkHost(Protocol):
 
     def load_actor(self, path: Path, what: str, weights_only: bool = False) -> None: ...
 
-    def restore_folder(self, folder: Path, step: int, what: str) -> None:
+    def restore_folder(self, folder: Path, step: int, what: str, load_actor: bool = True) -> None:
         """Actor state and data position from a checkpoint-layout folder."""
 
     def gen_batch_of(self, batch: DataProto) -> DataProto:

@@ -243,9 +243,11 @@ class RayNPOTrainer(RayPPOTrainer):
         except Exception as e:
             raise NPOStateError(f"could not load the {what} at {path}: {e}") from e
 
-    def restore_folder(self, folder: Path, step: int, what: str) -> None:
-        """Load actor state and data position from a checkpoint-layout folder and set the completed-step count."""
-        self.load_actor(folder / "actor", what)
+    def restore_folder(self, folder: Path, step: int, what: str, load_actor: bool = True) -> None:
+        """Load actor state (unless the actor holds it already) and data position from a checkpoint-layout folder and
+        set the completed-step count."""
+        if load_actor:
+            self.load_actor(folder / "actor", what)
         try:
             state = torch.load(folder / "data.pt", weights_only=False)
         except Exception as e:

@@ -1,10 +1,13 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus six methods and a linking ``save_checkpoint``.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus nine methods and a linking ``save_checkpoint``.
 
-* ``save_unmanaged_checkpoint``: a fork snapshot or guide (weights alone, by option) through the engine's normal
-  checkpoint save, not recorded by its checkpoint manager, so snapshots never count against
-  ``trainer.max_actor_ckpt_to_keep`` and never cause a real checkpoint to be rotated out early.
-* ``load_weights``: a checkpoint's weights and RNG, no optimizer (verl's ``load_contents``), for sampling and
-  scoring.
+* ``save_unmanaged_checkpoint``: a fork snapshot or guide through the engine's normal checkpoint save, not recorded
+  by its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
+  real checkpoint to be rotated out early. A guide holds no optimizer state, and its weights may be saved in the
+  rollout's dtype (each rank's shard, ``weights_<dtype>_world_size_<W>_rank_<R>.pt``) beside verl's extra state.
+* ``load_weights``: a checkpoint's weights and RNG, no optimizer (verl's ``load_contents``, or the rank's cast shard),
+  for sampling and scoring.
+* ``keep_snapshot_in_memory`` / ``restore_snapshot_from_memory`` / ``drop_snapshot_from_memory``: the fork snapshot
+  held in host memory (:mod:`recipes.npo.memory_snapshot`), so a rollback is a memory copy.
 * ``link_next_checkpoint``: the next real checkpoint holds the state of a snapshot the actor was just restored from;
   ``save_checkpoint`` then hard-links the snapshot's shards instead of writing them again.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
@@ -19,6 +22,7 @@ batch's guide-token marks to the ``npo_guided`` policy loss when ``guidance.loss
 
 from __future__ import annotations
 
+import glob
 import os
 from functools import partial
 
@@ -35,11 +39,18 @@ from verl.workers.utils.losses import ppo_loss
 from npo_ext.persist import link_or_copy
 from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
+from recipes.npo.memory_snapshot import HostMemorySnapshot, local_shard
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
 
 # verl's checkpoint contents of a state that is only sampled from and scored: the weights, and the extra state
 # (scheduler and RNG, a few KB) so that sampling after a resume repeats the uninterrupted run's; no optimizer state
 WEIGHTS_ONLY = ["model", "extra"]
+EXTRA_ONLY = ["extra"]
+
+
+def cast_weights_file(local_path: str, dtype: str, world_size: int, rank: int) -> str:
+    """Where a rank keeps its shard of a guide's weights saved in ``dtype``."""
+    return os.path.join(local_path, f"weights_{dtype}_world_size_{world_size}_rank_{rank}.pt")
 
 
 class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -59,16 +70,26 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
         return ray.util.get_node_ip_address()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def save_unmanaged_checkpoint(self, local_path: str, global_step: int, weights_only: bool = False) -> None:
+    def save_unmanaged_checkpoint(
+        self, local_path: str, global_step: int, weights_only: bool = False, dtype: str | None = None
+    ) -> None:
+        """``weights_only``: no optimizer state (verl's own switch; the few-KB scheduler and RNG state stay). ``dtype``
+        (with ``weights_only``): each rank writes its weight shard cast to it, and verl writes only the extra state."""
         manager = self.actor.engine.checkpoint_manager
         tracked, contents = list(manager.previous_saved_paths), manager.checkpoint_save_contents
-        if weights_only:  # verl's own switch: no optimizer state (the few-KB scheduler and RNG state stay)
-            manager.checkpoint_save_contents = WEIGHTS_ONLY
+        if weights_only:
+            manager.checkpoint_save_contents = EXTRA_ONLY if dtype else WEIGHTS_ONLY
         try:
             self.actor.save_checkpoint(local_path, None, global_step, max_ckpt_to_keep=None)
         finally:
             manager.checkpoint_save_contents = contents
             manager.previous_saved_paths = tracked
+        if weights_only and dtype:
+            shards = {
+                name: local_shard(p).detach().to("cpu", getattr(torch, dtype))
+                for name, p in manager.model.named_parameters()
+            }
+            torch.save(shards, cast_weights_file(local_path, dtype, manager.world_size, manager.rank))
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def link_next_checkpoint(self, source: str) -> None:
@@ -96,14 +117,52 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_weights(self, local_path: str) -> None:
         """A checkpoint's weights (and its RNG, so sampling from them repeats after a kill), to sample from or score
-        with; the optimizer state stays."""
+        with; the optimizer state stays. The snapshot held in host memory is read from there."""
         manager = self.actor.engine.checkpoint_manager
+        snapshot = getattr(self, "_host_snapshot", None)
+        if snapshot is not None and snapshot.key == local_path:
+            snapshot.restore_weights(manager.model, manager.load_rng_state)
+            return
+        cast = sorted(glob.glob(cast_weights_file(glob.escape(local_path), "*", manager.world_size, manager.rank)))
         contents = manager.checkpoint_load_contents
-        manager.checkpoint_load_contents = WEIGHTS_ONLY
+        manager.checkpoint_load_contents = EXTRA_ONLY if cast else WEIGHTS_ONLY
         try:
             self.actor.load_checkpoint(local_path, None, False)
         finally:
             manager.checkpoint_load_contents = contents
+        if cast:
+            shards = torch.load(cast[0], map_location="cpu", weights_only=True)
+            with torch.no_grad():
+                for name, param in manager.model.named_parameters():
+                    if name not in shards:
+                        raise KeyError(f"{cast[0]} has no weight {name!r}")
+                    local_shard(param).copy_(shards[name])
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def keep_snapshot_in_memory(self, key: str) -> int:
+        """Hold this rank's current training state in host memory under ``key`` (the snapshot's actor folder);
+        returns the bytes held."""
+        self._host_snapshot = None  # free the previous fork's copy first
+        manager = self.actor.engine.checkpoint_manager
+        self._host_snapshot = HostMemorySnapshot(
+            key, manager.model, manager.optimizer, manager.lr_scheduler, manager.get_rng_state()
+        )
+        return self._host_snapshot.nbytes
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def restore_snapshot_from_memory(self, key: str) -> bool:
+        """Restore the training state held under ``key``; False (nothing changed) where this rank holds no such copy
+        (after a restart), and the caller reads the disk copy instead."""
+        snapshot = getattr(self, "_host_snapshot", None)
+        if snapshot is None or snapshot.key != key:
+            return False
+        manager = self.actor.engine.checkpoint_manager
+        snapshot.restore(manager.model, manager.optimizer, manager.lr_scheduler, manager.load_rng_state)
+        return True
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def drop_snapshot_from_memory(self) -> None:
+        self._host_snapshot = None
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def npo_topk_forward(self, data: TensorDict) -> TensorDict | None:

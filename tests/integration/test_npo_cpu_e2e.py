@@ -67,12 +67,15 @@ def test_rollback_restores_weights_optimizer_lr_schedule_and_rng(first_run, acto
     restored, snapshot = (actor_state.load(kept / name) for name in ("restored", "snapshot"))
     actor_state.assert_same(restored, snapshot)
     assert restored["lr_scheduler"]["last_epoch"] == FORK_STEP
-    # the guide θ_{T+Δ} is only sampled from and scored: its checkpoint holds the weights alone
+    # the guide θ_{T+Δ} is only sampled from and scored: its checkpoint holds the weights alone, in the rollout's
+    # dtype (npo.guide_dtype=auto: bf16), beside verl's scheduler and RNG state
     guide_files = sorted(p.name.split("_world_size")[0] for p in (kept / "guide").glob("*_world_size_*"))
-    assert guide_files and set(guide_files) == {"model", "extra_state"}, "weights, scheduler and RNG; no optimizer"
-    guide = torch.load(next((kept / "guide").glob("model_world_size_*_rank_0.pt")), weights_only=False)
-    name = next(iter(guide))
-    assert not torch.equal(actor_state.local(guide[name]), snapshot["model"][(0, name)]), "the look-ahead moved it"
+    assert guide_files and set(guide_files) == {"weights_bfloat16", "extra_state"}, "no optimizer, no fp32 weights"
+    guide = torch.load(next((kept / "guide").glob("weights_bfloat16_world_size_*_rank_0.pt")), weights_only=True)
+    assert guide and set(guide) <= {name for _, name in snapshot["model"]}, "weights by parameter name (tied: once)"
+    assert all(t.dtype == torch.bfloat16 for t in guide.values())
+    moved = [name for name, t in guide.items() if not torch.equal(t, snapshot["model"][(0, name)].to(torch.bfloat16))]
+    assert moved, "the look-ahead moved the weights"
 
 
 def test_guide_rows_are_in_the_updated_batch_with_positive_advantage(first_run):

@@ -56,8 +56,10 @@ class Actor:
         self.weights = "w0"
         self.replicas: Replicas | None = None
         self.io_while_awake = []
-        self.saves = []  # (folder name, weights only)
+        self.saves = []  # (folder name, weights only, dtype)
+        self.loads = []  # folder names
         self.linked_from = None  # the snapshot the next real checkpoint links
+        self.in_memory = None  # (key, weights) of the snapshot each rank holds in host memory
 
     def train(self):
         self.weights = f"w{int(self.weights[1:]) + 1}"
@@ -66,14 +68,29 @@ class Actor:
         if self.replicas.awake:
             self.io_while_awake.append(what)
 
-    def save_unmanaged_checkpoint(self, path, step, weights_only=False):
+    def save_unmanaged_checkpoint(self, path, step, weights_only=False, dtype=None):
         self._io(("save", path))
-        self.saves.append((Path(path).parent.name, weights_only))
+        self.saves.append((Path(path).parent.name, weights_only, dtype))
         torch.save(self.weights, f"{path}.pt")
 
     def load_checkpoint(self, path):
         self._io(("load", path))
+        self.loads.append(Path(path).parent.name)
         self.weights = torch.load(f"{path}.pt")
+
+    def keep_snapshot_in_memory(self, key):
+        self.in_memory = (key, self.weights)
+        return [1024, 1024]  # bytes held per rank
+
+    def restore_snapshot_from_memory(self, key):
+        held = self.in_memory is not None and self.in_memory[0] == key
+        if held:
+            self._io(("restore from memory", key))
+            self.weights = self.in_memory[1]
+        return [held, held]
+
+    def drop_snapshot_from_memory(self):
+        self.in_memory = None
 
     def load_weights(self, path):
         self.load_checkpoint(path)
@@ -134,7 +151,12 @@ def make_trainer(
     trainer.config = OmegaConf.create(
         {
             "actor_rollout_ref": {
-                "rollout": {"n": ROLLOUT_N, "temperature": 1.0, "agent": {"num_workers": num_workers}}
+                "rollout": {
+                    "n": ROLLOUT_N,
+                    "temperature": 1.0,
+                    "dtype": "bfloat16",
+                    "agent": {"num_workers": num_workers},
+                }
             },
             "trainer": {"default_local_dir": str(tmp_path / "ckpt"), "save_freq": 5},
         }
@@ -186,8 +208,9 @@ def toy_fit(trainer, total_steps):
     raise AssertionError("the toy fit ran out of data")
 
 
-def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
-    trainer, saves = make_trainer(tmp_path, monkeypatch)
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch, in_memory):
+    trainer, saves = make_trainer(tmp_path, monkeypatch, snapshot_in_memory=in_memory)
     steps = toy_fit(trainer, total_steps=3)
 
     # look-ahead from w0 to w2, guides sampled with w2 for both window batches, rollback to w0
@@ -199,7 +222,14 @@ def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch):
     assert saves == [(0, False)], "the real checkpoint at the fork step is made once, asleep"
     assert trainer.actor_rollout_wg.linked_from.endswith("snapshot/actor"), "from the snapshot it equals"
     snapshot_and_guide = trainer.actor_rollout_wg.saves
-    assert snapshot_and_guide == [("snapshot", False), ("guide", True)], "the guide is only sampled: weights alone"
+    assert snapshot_and_guide == [("snapshot", False, None), ("guide", True, "bfloat16")], (
+        "the guide is only sampled: weights alone, in the rollout's dtype"
+    )
+    rollback_read = [] if in_memory else ["snapshot"]
+    assert trainer.actor_rollout_wg.loads == rollback_read, "a rollback from host memory reads no file"
+    assert trainer.actor_rollout_wg.in_memory is None, "the host-memory copy is freed after the rollback"
+    if in_memory:
+        assert trainer.staged_metric("npo/snapshot_host_gib") == 2048 / 2**30
     assert trainer.compute.guide_tokens == 2 * 2 * 2 * 2, "2 window batches x 2 prompts x guide_n 2 x 2 tokens"
     assert trainer.fork_manager.phase == Phase.IDLE
 
@@ -303,4 +333,4 @@ def test_a_snapshot_at_a_step_verl_just_checkpointed_links_that_checkpoint(tmp_p
 
     (actor / "optim_world_size_2_rank_0.pt").unlink()  # a weights-only real checkpoint is not a training state
     trainer.fork_engine.save_snapshot(tmp_path / "fork2" / "snapshot", 5)
-    assert trainer.actor_rollout_wg.saves == [("snapshot", False)]
+    assert trainer.actor_rollout_wg.saves == [("snapshot", False, None)]
