@@ -77,3 +77,12 @@ def link_tree(source: Path, target: Path) -> bool:
         shutil.rmtree(target, ignore_errors=True)
         return False
     return True
+
+
+def folder_bytes(folder: Path, skip_prefixes: tuple[str, ...] = ()) -> int:
+    """Bytes of the files under ``folder`` (0 if it does not exist), leaving out files whose names start with one of
+    ``skip_prefixes``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.name.startswith(skip_prefixes))

@@ -30,7 +30,7 @@ from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from npo_ext.guide_pool import GuideSample, PromptGuides, select_guides
 from npo_ext.lookahead_reuse import PROVENANCE as LOOKAHEAD
 from npo_ext.lookahead_reuse import LookaheadGroup, load_batch, plan_collection, write_batch
-from npo_ext.persist import atomic_torch_save, link_tree
+from npo_ext.persist import atomic_torch_save, folder_bytes, link_tree
 from npo_ext.prompt_keys import check_one_prompt_per_key
 from npo_ext.signals import Chi2TopK, TopKScores, v_from_rows
 from recipes.npo.fork_host import ForkHost
@@ -46,6 +46,9 @@ class VerlForkEngine:
         self.trainer = trainer
         self._rollout_asleep = False  # fit() leaves the replicas awake at every step boundary
         self._restored_from: Path | None = None  # the snapshot the last rollback restored
+        self._held_snapshot: str | None = None  # the snapshot's actor folder the ranks hold in host memory
+        # checkpoint bytes this fork wrote, read, and hard-linked instead of writing (logged at its end)
+        self.fork_io = {"written": 0, "read": 0, "linked": 0}
 
     # --- rollout replicas ----------------------------------------------------------------------------------------
 
@@ -69,11 +72,14 @@ class VerlForkEngine:
         existing = self.trainer.checkpoint_folder(step) / "actor"
         directory.mkdir(parents=True, exist_ok=True)
         complete = any(existing.glob("optim_world_size_*")) and any(existing.glob("extra_state_world_size_*"))
-        if not (complete and link_tree(existing, directory / "actor")):
+        if complete and link_tree(existing, directory / "actor"):
+            self.fork_io["linked"] += folder_bytes(directory / "actor")
+        else:
             self._save_actor(directory, step, weights_only=False)
         torch.save(self.trainer.data_state_at_boundary, directory / "data.pt")
         if self.trainer.npo.snapshot_in_memory:
-            held = self.trainer.actor_rollout_wg.keep_snapshot_in_memory(str(directory / "actor"))
+            self._held_snapshot = str(directory / "actor")
+            held = self.trainer.actor_rollout_wg.keep_snapshot_in_memory(self._held_snapshot)
             self.trainer.stage_metrics({"npo/snapshot_host_gib": sum(held) / 2**30})
 
     def save_guide_checkpoint(self, directory: Path, step: int) -> None:
@@ -85,18 +91,25 @@ class VerlForkEngine:
         self._sleep_rollout()
         directory.mkdir(parents=True, exist_ok=True)
         self.trainer.actor_rollout_wg.save_unmanaged_checkpoint(str(directory / "actor"), step, weights_only, dtype)
+        self.fork_io["written"] += folder_bytes(directory / "actor")
 
     def load_guide_checkpoint(self, directory: Path) -> None:
         """A guide's, candidate's or snapshot's weights, to sample from or score with (a rollback restores the rest)."""
-        self._sleep_rollout()
-        self.trainer.load_actor(directory / "actor", "guide checkpoint", weights_only=True)
+        self._load_weights(directory / "actor", "guide checkpoint")
 
     def use_weights(self, checkpoint: Path | None) -> None:
         """Sample from a verl checkpoint folder's actor weights next (None: from what the actor holds); the replicas
         get them at the next :meth:`sample`."""
-        self._sleep_rollout()
         if checkpoint is not None:
-            self.trainer.load_actor(checkpoint / "actor", "checkpoint to sample from", weights_only=True)
+            self._load_weights(checkpoint / "actor", "checkpoint to sample from")
+        else:
+            self._sleep_rollout()
+
+    def _load_weights(self, actor: Path, what: str) -> None:
+        self._sleep_rollout()
+        self.trainer.load_actor(actor, what, weights_only=True)
+        if str(actor) != self._held_snapshot:  # the ranks read a snapshot they hold from host memory
+            self.fork_io["read"] += folder_bytes(actor, skip_prefixes=("optim_",))
 
     def rollback(self, snapshot: Path, step: int) -> None:
         """Restore the snapshot: the actor from host memory where every rank holds it (``npo.snapshot_in_memory``,
@@ -107,8 +120,11 @@ class VerlForkEngine:
             wg.restore_snapshot_from_memory(str(snapshot / "actor"))
         )
         self.trainer.restore_folder(snapshot, step, what="fork snapshot", load_actor=not in_memory)
+        if not in_memory:
+            self.fork_io["read"] += folder_bytes(snapshot / "actor")
         if self.trainer.npo.snapshot_in_memory:
             wg.drop_snapshot_from_memory()
+            self._held_snapshot = None
         self.trainer.resume_at(step)
         self._restored_from = snapshot
 
@@ -117,9 +133,10 @@ class VerlForkEngine:
         updated controller when no Δ* was found), so a kill right after it resumes there. The actor holds exactly the
         snapshot's state, so the checkpoint's actor files are the snapshot's, hard-linked, not written again."""
         trainer = self.trainer
-        if not trainer.npo.checkpoint_at_rollback or trainer.config.trainer.save_freq <= 0:
-            return
-        self.save_real_checkpoint(trainer.global_steps - 1, same_as=self._restored_from / "actor")
+        if trainer.npo.checkpoint_at_rollback and trainer.config.trainer.save_freq > 0:
+            self.save_real_checkpoint(trainer.global_steps - 1, same_as=self._restored_from / "actor")
+        trainer.stage_metrics({f"npo/io/fork_{k}_gib": v / 2**30 for k, v in self.fork_io.items()})
+        self.fork_io = dict.fromkeys(self.fork_io, 0)
 
     def save_real_checkpoint(self, step: int, same_as: Path | None = None) -> None:
         """A verl checkpoint of the kept step ``step`` from a step boundary, with the current NPO state; if one exists
@@ -134,6 +151,7 @@ class VerlForkEngine:
         if same_as is not None:
             trainer.actor_rollout_wg.link_next_checkpoint(str(same_as))
         trainer.save_kept_checkpoint(step)
+        self.fork_io["linked" if same_as is not None else "written"] += folder_bytes(existing / "actor")
 
     # --- guide collection ----------------------------------------------------------------------------------------
 

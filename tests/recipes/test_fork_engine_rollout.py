@@ -71,12 +71,13 @@ class Actor:
     def save_unmanaged_checkpoint(self, path, step, weights_only=False, dtype=None):
         self._io(("save", path))
         self.saves.append((Path(path).parent.name, weights_only, dtype))
-        torch.save(self.weights, f"{path}.pt")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        torch.save(self.weights, Path(path) / "model_world_size_1_rank_0.pt")
 
     def load_checkpoint(self, path):
         self._io(("load", path))
         self.loads.append(Path(path).parent.name)
-        self.weights = torch.load(f"{path}.pt")
+        self.weights = torch.load(Path(path) / "model_world_size_1_rank_0.pt")
 
     def keep_snapshot_in_memory(self, key):
         self.in_memory = (key, self.weights)
@@ -127,6 +128,13 @@ class Rollout:
         )
         out.meta_info["reward_extra_keys"] = ["acc", "score"]
         return out
+
+
+def saved_bytes(weights, folder: Path) -> int:
+    """The size of the fake actor's checkpoint file holding ``weights``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, folder / "model_world_size_1_rank_0.pt")
+    return (folder / "model_world_size_1_rank_0.pt").stat().st_size
 
 
 def collate(rows):
@@ -230,6 +238,9 @@ def test_an_intervention_keeps_verls_sleep_wake_contract(tmp_path, monkeypatch, 
     assert trainer.actor_rollout_wg.in_memory is None, "the host-memory copy is freed after the rollback"
     if in_memory:
         assert trainer.staged_metric("npo/snapshot_host_gib") == 2048 / 2**30
+    snapshot_bytes, guide_bytes = (saved_bytes(w, tmp_path / w) for w in ("w0", "w2"))  # the fake's checkpoint files
+    assert trainer.staged_metric("npo/io/fork_written_gib") * 2**30 == snapshot_bytes + guide_bytes
+    assert trainer.staged_metric("npo/io/fork_read_gib") * 2**30 == (0 if in_memory else snapshot_bytes)
     assert trainer.compute.guide_tokens == 2 * 2 * 2 * 2, "2 window batches x 2 prompts x guide_n 2 x 2 tokens"
     assert trainer.fork_manager.phase == Phase.IDLE
 
