@@ -64,3 +64,6 @@ class ForkHost(Protocol):
     def record_scoring(self, batch: DataProto) -> None: ...
 
     def add_collect_metrics(self, sampled: int, reused: int, skipped: int) -> None: ...
+
+    def stage_metrics(self, metrics: dict[str, float]) -> None:
+        """Metrics logged with the next actor update (the fork's I/O, the host-memory snapshot)."""
