@@ -14,6 +14,9 @@ SLOT_POLICIES = ("last", "first", "lowest_reward")
 GUIDE_SELECT_POLICIES = ("first", "shortest", "longest")
 MODES = ("manual", "auto")
 GUIDE_DTYPES = ("auto", "bfloat16", "float16", "float32")
+# verl's kl_penalty estimators (core_algos.kl_penalty); "+" keeps the value and takes k2's gradient, the unbiased
+# gradient of the reverse KL on the student's own samples
+DISTILL_ESTIMATORS = ("k3+", "k3", "k1", "k2", "low_var_kl+", "low_var_kl", "kl", "mse", "abs")
 logger = logging.getLogger(__name__)
 
 
@@ -106,6 +109,48 @@ class AutoConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Near-future on-policy distillation (``npo.distill``): this project's extension, not the paper's method (the
+    paper only names on-policy distillation as future work). During a guided window θ_{T+Δ} (the guide checkpoint)
+    scores every response token of the current policy's own rollouts, and the actor loss adds ``coef`` × a
+    per-token KL estimate of the student against it. Every default is our choice.
+
+    ``coef`` applies at the window's first step and moves linearly to ``coef_end`` at its last (None: constant).
+    ``skip_guide_rows``: injected guide rows carry no KL term (they are θ_{T+Δ}'s own samples, off-policy for the
+    student). ``inject_guides=false`` turns NPO's trajectory injection off (distillation alone, no guide sampling).
+    """
+
+    enable: bool = False
+    coef: float = 0.1
+    coef_end: float | None = None
+    estimator: str = "k3+"
+    skip_guide_rows: bool = True
+    inject_guides: bool = True
+
+    def __post_init__(self) -> None:
+        if self.estimator not in DISTILL_ESTIMATORS:
+            raise NPOConfigError(f"npo.distill.estimator must be one of {DISTILL_ESTIMATORS}, got {self.estimator!r}")
+        for name in ("coef", "coef_end"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise NPOConfigError(f"npo.distill.{name} must be >= 0, got {value}")
+        if not self.inject_guides and not self.enable:
+            raise NPOConfigError(
+                "npo.distill.inject_guides=false leaves a guided window nothing to do: set npo.distill.enable=true"
+            )
+
+    def coef_at(self, guided_step: int, window: int) -> float:
+        """The coefficient at the ``guided_step``-th step (0-based) of a ``window``-step guided window."""
+        if self.coef_end is None or window <= 1:
+            return self.coef
+        return self.coef + (self.coef_end - self.coef) * min(guided_step, window - 1) / (window - 1)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> DistillConfig:
+        return cls(**_known_options(cls, raw, "npo.distill"))
+
+
+@dataclass(frozen=True)
 class NPOConfig:
     """All NPO options. Defaults follow the paper where it is explicit and are marked as our choice otherwise."""
 
@@ -114,6 +159,7 @@ class NPOConfig:
     mode: str = "manual"
     interventions: tuple[Intervention, ...] = ()
     auto: AutoConfig = AutoConfig()
+    distill: DistillConfig = DistillConfig()
     # Paper: a prompt's on-policy group accuracy strictly below 0.6 gets a guide slot.
     gate: float = 0.6
     # Key of the reward function's extra info that holds per-response accuracy (0/1).
@@ -210,6 +256,8 @@ class NPOConfig:
         raw["interventions"] = tuple(_parse_intervention(i, item) for i, item in enumerate(items))
         if "auto" in raw:
             raw["auto"] = AutoConfig.from_dict(raw["auto"])
+        if "distill" in raw:
+            raw["distill"] = DistillConfig.from_dict(raw["distill"])
         if "prompt_key" in raw:
             key = raw["prompt_key"]
             raw["prompt_key"] = (key,) if isinstance(key, str) else tuple(key or ())

@@ -179,6 +179,13 @@ class ForkEngine(Protocol):
         """Called after a rollback with the manager already in its next phase (GUIDED, or IDLE when AutoNPO found
         no Δ*), before that phase is persisted: e.g. to write a real checkpoint of step T that carries it."""
 
+    def load_teacher(self, directory: Path) -> None:
+        """Near-future distillation: hold the weights saved in ``directory`` as the teacher of the guided window
+        (the actor's own state unchanged)."""
+
+    def drop_teacher(self) -> None:
+        """The guided window is over: free the teacher."""
+
 
 @dataclass
 class _Boundary:
@@ -201,10 +208,16 @@ class ForkManager:
         state_dir: str | Path,
         auto: AutoController | None = None,
         q_k: int = 4,
+        distill: bool = False,
+        collect_guides: bool = True,
     ) -> None:
         self.interventions = interventions
         self.auto = auto
         self.q_k = q_k  # auto: a candidate's Q is pass@min(q_k, probe_k)
+        # npo.distill: θ_{T+Δ} stays on disk through the guided window as its teacher; collect_guides=False skips
+        # guide sampling (distillation alone)
+        self.distill = distill
+        self.collect_guides = collect_guides
         self.state_dir = Path(state_dir)
         self.state = ForkState()
         self.pool = GuidePool()
@@ -224,6 +237,10 @@ class ForkManager:
 
     def guide_dir(self, iv: Intervention) -> Path:
         return self.fork_dir(iv) / "guide"
+
+    def teacher_dir(self, iv: Intervention) -> Path:
+        """The guide checkpoint θ_{T+Δ}, kept (renamed) through the guided window as the distillation teacher."""
+        return self.fork_dir(iv) / "teacher"
 
     def pool_dir(self, iv: Intervention) -> Path:
         return self.fork_dir(iv) / "pool"
@@ -310,9 +327,19 @@ class ForkManager:
         if state.phase in IN_FLIGHT:
             raise NPOStateError(f"a real checkpoint cannot hold the in-flight phase {state.phase.value}: {source}")
         if state.phase == Phase.GUIDED:
-            self.pool = GuidePool.load(self.pool_dir(state.intervention), state.intervention.window)
+            self.pool = self._window_pool(state.intervention)
+            if self.distill:
+                _require_checkpoint(self.teacher_dir(state.intervention), "distillation teacher", needs_data=False)
         self._persist(state)
         self._remove_stale_forks()
+
+    def resume_teacher(self, engine: ForkEngine) -> None:
+        """After :meth:`adopt_checkpoint_state` inside a distilled guided window: the teacher back in the workers."""
+        if self.distill and self.state.phase == Phase.GUIDED:
+            engine.load_teacher(self.teacher_dir(self.state.intervention))
+
+    def _window_pool(self, iv: Intervention) -> GuidePool:
+        return GuidePool.load(self.pool_dir(iv), iv.window) if self.collect_guides else GuidePool()
 
     # --- the transition function -------------------------------------------------------------------------------
 
@@ -410,7 +437,8 @@ class ForkManager:
 
     def _at_collect(self, step: _Boundary) -> bool:
         iv = self.state.intervention
-        self._collect(iv, step.engine, step.metrics, step.should_stop)
+        if self.collect_guides:
+            self._collect(iv, step.engine, step.metrics, step.should_stop)
         self._persist(ForkState(Phase.ROLLBACK, iv, iv.window))
         return True
 
@@ -427,8 +455,14 @@ class ForkManager:
             metrics["npo/event/rollback"] = 1.0
             return False
         v = self._measure_v(iv, engine, metrics)
-        self.pool = GuidePool.load(self.pool_dir(iv), iv.window)
-        if self.pool.num_guides == 0:
+        self.pool = self._window_pool(iv)
+        if self.distill:
+            teacher = self.teacher_dir(iv)
+            if self.guide_dir(iv).is_dir():  # not yet renamed (a resumed rollback may find it renamed already)
+                shutil.rmtree(teacher, ignore_errors=True)
+                self.guide_dir(iv).rename(teacher)
+            engine.load_teacher(teacher)
+        if self.collect_guides and self.pool.num_guides == 0:
             logger.warning(
                 "NPO intervention at step %d: the near-future policy solved none of the window's prompts; "
                 "the guided window runs as plain GRPO",
@@ -450,6 +484,9 @@ class ForkManager:
     def _at_guided(self, step: _Boundary) -> bool:
         if step.completed < self.state.intervention.end_step:
             return False
+        if self.distill:
+            step.engine.drop_teacher()
+            shutil.rmtree(self.teacher_dir(self.state.intervention), ignore_errors=True)
         self.pool = GuidePool()
         self._persist(ForkState())
         if self.auto is not None:
@@ -569,11 +606,15 @@ class ForkManager:
         metrics["npo/collect/solved_fraction"] = solved / prompts if prompts else 0.0
 
     def _remove_stale_forks(self) -> None:
-        """Snapshots and guide checkpoints are only needed while a fork is in flight."""
+        """Snapshots and guide checkpoints are only needed while a fork is in flight; a teacher, in its window."""
         if not self.state_dir.is_dir():
             return
+        window = self.fork_dir(self.state.intervention) if self.state.phase == Phase.GUIDED else None
         for fork in self.state_dir.glob("fork_*"):
-            for stale in ("snapshot", "guide", "samples", "lookahead", "candidate_*", "probe_*", "controller_*"):
+            stale_names = ["snapshot", "guide", "samples", "lookahead", "candidate_*", "probe_*", "controller_*"]
+            if fork != window:
+                stale_names.append("teacher")
+            for stale in stale_names:
                 for path in fork.glob(stale):
                     if path.is_dir():
                         shutil.rmtree(path, ignore_errors=True)

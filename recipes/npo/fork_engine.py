@@ -138,6 +138,16 @@ class VerlForkEngine:
         trainer.stage_metrics({f"npo/io/fork_{k}_gib": v / 2**30 for k, v in self.fork_io.items()})
         self.fork_io = dict.fromkeys(self.fork_io, 0)
 
+    def load_teacher(self, directory: Path) -> None:
+        """Every rank holds θ_{T+Δ}'s weight shard in host memory for the guided window's distillation forwards.
+        Called while the replicas sleep: right after a rollback, or at start-up before fit() first wakes them."""
+        held = self.trainer.actor_rollout_wg.npo_load_teacher(str(directory / "actor"))
+        self.fork_io["read"] += folder_bytes(directory / "actor", skip_prefixes=("optim_",))
+        self.trainer.stage_metrics({"npo/distill/teacher_host_gib": sum(held) / 2**30})
+
+    def drop_teacher(self) -> None:
+        self.trainer.actor_rollout_wg.npo_drop_teacher()
+
     def save_real_checkpoint(self, step: int, same_as: Path | None = None) -> None:
         """A verl checkpoint of the kept step ``step`` from a step boundary, with the current NPO state; if one exists
         already (saved by ``save_freq``), only its NPO state is rewritten. ``same_as``: an actor checkpoint folder

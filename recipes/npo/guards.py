@@ -64,6 +64,16 @@ def check_verl_run_supports_npo(config: DictConfig) -> None:
             f"guidance.loss_shaping={shaping} goes with actor_rollout_ref.actor.policy_loss.loss_mode="
             f"{GUIDED_LOSS_MODE} (and none with any other), got loss_mode={loss_mode}"
         )
+    if get("npo.distill.enable", False):
+        if int(get("actor_rollout_ref.model.lora_rank", 0) or 0) > 0:
+            raise NPOConfigError(
+                "npo.distill.enable=true with actor_rollout_ref.model.lora_rank > 0 is not supported: the teacher is "
+                "swapped into the actor's full weights, and a LoRA run checkpoints its adapters"
+            )
+        if get("distillation.enabled", False):
+            raise NPOConfigError(
+                "npo.distill.enable=true and verl's distillation.enabled=true both add a distillation loss; use one"
+            )
     router_mode = get("actor_rollout_ref.actor.router_replay.mode", "disabled")
     if router_mode not in (None, "disabled"):
         raise NPOConfigError(

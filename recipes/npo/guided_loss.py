@@ -22,6 +22,7 @@ from verl.workers.utils.losses import ppo_loss
 from npo_ext.config import GuidanceConfig
 from npo_ext.injection import BEHAVIOUR_LOG_PROBS, IS_GUIDE
 from npo_ext.loss_shaping import guided_policy_loss, shaped_weight
+from recipes.npo.distill_loss import add_distillation
 
 LOSS_MODE = "npo_guided"
 OFF_POLICY = "npo_off_policy"
@@ -46,10 +47,11 @@ def mark_guide_tokens(batch: DataProto, guidance: GuidanceConfig) -> None:
 
 
 def guided_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = None) -> Any:
-    """verl's ``ppo_loss`` with this micro-batch's guide tokens made visible to the ``npo_guided`` policy loss."""
+    """verl's ``ppo_loss`` with this micro-batch's guide tokens made visible to the ``npo_guided`` policy loss, plus
+    near-future distillation's KL term when the batch carries one (:mod:`recipes.npo.distill_loss`)."""
     shaping = tu.get_non_tensor_data(data, SHAPING, None)
     if shaping is None:
-        return ppo_loss(config, model_output, data, dp_group)
+        return add_distillation(config, model_output, data, *ppo_loss(config, model_output, data, dp_group))
     _micro_batch.update(
         shaping=shaping,
         gamma=float(tu.get_non_tensor_data(data, GAMMA, 0.1)),
@@ -66,7 +68,7 @@ def guided_ppo_loss(config: Any, model_output: dict, data: Any, dp_group: Any = 
         _micro_batch.clear()
     for key in (WEIGHT_SUM, GUIDE_TOKENS):  # ppo_loss makes every policy-loss metric a mean over micro-batches
         metrics[key] = Metric(AggregationType.SUM, metrics[key].values[0])
-    return loss, metrics
+    return add_distillation(config, model_output, data, loss, metrics)
 
 
 @register_policy_loss(LOSS_MODE)

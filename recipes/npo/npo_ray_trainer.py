@@ -36,9 +36,11 @@ from verl import DataProto
 from verl.single_controller.ray import RayClassWithInitArgs
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.trainer.ppo.utils import Role
+from verl.utils import tensordict_utils as tu
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.fs import copy_to_local
 from verl.utils.model import get_generation_config
+from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 from npo_ext.auto import AutoController
 from npo_ext.compute import ComputeCounter
@@ -62,6 +64,7 @@ from recipes.common.guidance_plugin import GuidancePlugin, plugin_class
 from recipes.common.positioned_dataset import POSITION
 from recipes.common.reward import RewardScorer
 from recipes.cpu.rollout import ROLLOUT_NAME, HFRolloutManager, NoOpWeightSync
+from recipes.npo.distill_loss import TEACHER_LOG_PROB, mark_distillation, teacher_kl
 from recipes.npo.fork_engine import VerlForkEngine, generate_in_whole_chunks
 from recipes.npo.guards import check_batch_layout, check_image_budget, check_verl_run_supports_npo
 from recipes.npo.guided_loss import mark_guide_tokens, shaped_weight_mean
@@ -147,6 +150,8 @@ class RayNPOTrainer(RayPPOTrainer):
             state_dir,
             auto=self.auto,
             q_k=self.npo.q_k,
+            distill=self.npo.distill.enable,
+            collect_guides=self.npo.distill.inject_guides,
         )
         self.compute_path = Path(state_dir) / COMPUTE_FILE
         resuming = self.config.trainer.resume_mode != "disable"
@@ -479,11 +484,34 @@ class RayNPOTrainer(RayPPOTrainer):
         self._entropy = float((old_log_prob.batch["entropys"] * mask).sum() / mask.sum().clamp_min(1))
         align_guide_rollout_log_probs(batch, old_log_prob.batch["old_log_probs"])
         self.add_overhead(time.perf_counter() - start)
+        if self._distilling():
+            self._add_teacher_log_probs(batch, old_log_prob.batch["old_log_probs"])
         return old_log_prob, mfu
+
+    def _distilling(self) -> bool:
+        return self.npo.distill.enable and self.fork_manager.phase == Phase.GUIDED
+
+    def _add_teacher_log_probs(self, batch: DataProto, old_log_probs: torch.Tensor) -> None:
+        """θ_{T+Δ}'s log-probs of the sampled tokens, the way verl 0.9.1 computes the reference policy's
+        (``RayPPOTrainer._compute_ref_log_prob``), with the teacher's weights swapped into the actor."""
+        start = time.perf_counter()
+        batch_td = left_right_2_no_padding(batch.to_tensordict())
+        tu.assign_non_tensor(batch_td, calculate_entropy=False, compute_loss=False)
+        output = self.actor_rollout_wg.npo_teacher_log_prob(batch_td)
+        teacher = no_padding_2_padding(tu.get(output, "log_probs"), batch_td).float()
+        batch.batch[TEACHER_LOG_PROB] = teacher
+        self.record_scoring(batch)  # a forward training does not need: counted with V's
+        mask = batch.batch["response_mask"].float()
+        self._pending_metrics["npo/distill/kl_old_to_teacher"] = teacher_kl(old_log_probs, teacher, mask)
+        self._pending_metrics["npo/time/teacher_forward_s"] = time.perf_counter() - start
 
     def _update_actor(self, batch: DataProto) -> DataProto:
         if self.guidance.loss_shaping != "none":
             mark_guide_tokens(batch, self.guidance)
+        if self._distilling():
+            iv, distill = self.fork_manager.state.intervention, self.npo.distill
+            coef = distill.coef_at(self.global_steps - iv.at_step - 1, iv.window)
+            mark_distillation(batch, coef, distill.estimator, distill.skip_guide_rows)
         output = super()._update_actor(batch)
         if self.guidance.loss_shaping != "none":
             shaped_weight_mean(output.meta_info["metrics"])
@@ -571,6 +599,7 @@ class RayNPOTrainer(RayPPOTrainer):
         state_file = None if folder is None else folder / CHECKPOINT_STATE_FILE
         raw = read_json(state_file, "NPO checkpoint state") if state_file and state_file.exists() else None
         self.fork_manager.adopt_checkpoint_state(raw, state_file or Path(self.fork_manager.state_dir))
+        self.fork_manager.resume_teacher(self.fork_engine)
         if folder is not None:
             self.load_auto_state(folder)
             self.load_source_state(folder)

@@ -1,4 +1,4 @@
-"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus nine methods and a linking ``save_checkpoint``.
+"""The actor worker NPO runs with: verl's ActorRolloutRefWorker plus twelve methods and a linking ``save_checkpoint``.
 
 * ``save_unmanaged_checkpoint``: a fork snapshot or guide through the engine's normal checkpoint save, not recorded
   by its checkpoint manager, so snapshots never count against ``trainer.max_actor_ckpt_to_keep`` and never cause a
@@ -8,6 +8,9 @@
   for sampling and scoring.
 * ``keep_snapshot_in_memory`` / ``restore_snapshot_from_memory`` / ``drop_snapshot_from_memory``: the fork snapshot
   held in host memory (:mod:`recipes.npo.memory_snapshot`), so a rollback is a memory copy.
+* ``npo_load_teacher`` / ``npo_teacher_log_prob`` / ``npo_drop_teacher``: near-future distillation's teacher,
+  θ_{T+Δ}'s weights held in host memory and swapped into the actor for its log-prob forward
+  (:mod:`recipes.npo.teacher_weights`).
 * ``link_next_checkpoint``: the next real checkpoint holds the state of a snapshot the actor was just restored from;
   ``save_checkpoint`` then hard-links the snapshot's shards instead of writing them again.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
@@ -40,12 +43,14 @@ from npo_ext.persist import link_or_copy
 from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
 from recipes.npo.memory_snapshot import HostMemorySnapshot, local_shard
+from recipes.npo.teacher_weights import HeldWeights
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
 
 # verl's checkpoint contents of a state that is only sampled from and scored: the weights, and the extra state
 # (scheduler and RNG, a few KB) so that sampling after a resume repeats the uninterrupted run's; no optimizer state
 WEIGHTS_ONLY = ["model", "extra"]
 EXTRA_ONLY = ["extra"]
+MODEL_ONLY = ["model"]
 
 
 def cast_weights_file(local_path: str, dtype: str, world_size: int, rank: int) -> str:
@@ -118,16 +123,22 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     def load_weights(self, local_path: str) -> None:
         """A checkpoint's weights (and its RNG, so sampling from them repeats after a kill), to sample from or score
         with; the optimizer state stays. The snapshot held in host memory is read from there."""
+        self._load_weights(local_path)
+
+    def _load_weights(self, local_path: str, extra: bool = True) -> None:
+        """``extra=False``: the weights alone (the scheduler and RNG stay as they are)."""
         manager = self.actor.engine.checkpoint_manager
         snapshot = getattr(self, "_host_snapshot", None)
-        if snapshot is not None and snapshot.key == local_path:
+        if snapshot is not None and snapshot.key == local_path and extra:
             snapshot.restore_weights(manager.model, manager.load_rng_state)
             return
         cast = sorted(glob.glob(cast_weights_file(glob.escape(local_path), "*", manager.world_size, manager.rank)))
         contents = manager.checkpoint_load_contents
-        manager.checkpoint_load_contents = EXTRA_ONLY if cast else WEIGHTS_ONLY
+        load = (EXTRA_ONLY if cast else WEIGHTS_ONLY) if extra else ([] if cast else MODEL_ONLY)
+        manager.checkpoint_load_contents = load
         try:
-            self.actor.load_checkpoint(local_path, None, False)
+            if load:
+                self.actor.load_checkpoint(local_path, None, False)
         finally:
             manager.checkpoint_load_contents = contents
         if cast:
@@ -163,6 +174,35 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drop_snapshot_from_memory(self) -> None:
         self._host_snapshot = None
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def npo_load_teacher(self, local_path: str) -> int:
+        """Hold the weights of the checkpoint at ``local_path`` in host memory as the distillation teacher (a no-op
+        when they are held already); the actor keeps its own weights, scheduler and RNG. Returns the bytes held."""
+        held = getattr(self, "_teacher", None)
+        if held is not None and held.key == local_path:
+            return held.nbytes
+        self._teacher = None
+        manager = self.actor.engine.checkpoint_manager
+        own = HeldWeights("own", manager.model)
+        self._load_weights(local_path, extra=False)
+        self._teacher = HeldWeights(local_path, manager.model)
+        own.copy_into(manager.model)
+        return self._teacher.nbytes
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def npo_drop_teacher(self) -> None:
+        self._teacher = None
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def npo_teacher_log_prob(self, data: TensorDict) -> TensorDict | None:
+        """verl's log-prob forward of the actor with the teacher's weights swapped in (its own restored after)."""
+        teacher = getattr(self, "_teacher", None)
+        if teacher is None:
+            raise RuntimeError("npo_teacher_log_prob before npo_load_teacher: no distillation teacher is held")
+        with teacher.swapped_in(self.actor.engine.checkpoint_manager.model):
+            output = self.actor.infer_batch(data)
+        return output.cpu() if output is not None else None
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def npo_topk_forward(self, data: TensorDict) -> TensorDict | None:

@@ -52,13 +52,18 @@ def batch_entropy(position):
 class ToyTrainer:
     """One process lifetime of a toy training run; with ``auto``, it feeds the controller as the verl trainer does."""
 
-    def __init__(self, root: Path, kill=None, auto: AutoController | None = None, should_stop=None):
+    def __init__(
+        self, root: Path, kill=None, auto: AutoController | None = None, should_stop=None, distill=False, inject=True
+    ):
         self.root = root
         self.should_stop = should_stop or (lambda: False)
         self.ckpt = root / "ckpt"
         self.kill = kill or (lambda event, trainer: False)
         self.auto = auto
-        self.manager = ForkManager(() if auto else SCHEDULE, root / "npo", auto=auto, q_k=1)
+        self.manager = ForkManager(
+            () if auto else SCHEDULE, root / "npo", auto=auto, q_k=1, distill=distill, collect_guides=inject
+        )
+        self.teacher: int | None = None  # the policy (its step count) a distilled window's teacher holds
         self.weights: list[tuple[str, str | None]] = []
         self.position = 0
         self.completed = 0
@@ -133,6 +138,12 @@ class ToyTrainer:
         self._read(snapshot)
         self.completed = step
 
+    def load_teacher(self, directory):
+        self.teacher = len(json.loads((directory / "actor" / "weights.json").read_text()))
+
+    def drop_teacher(self):
+        self.teacher = None
+
     def after_rollback(self):
         self.save_real_checkpoint()
         if self.kill(("after_rollback", self.completed), self):
@@ -159,6 +170,7 @@ class ToyTrainer:
             folder = self.ckpt / f"global_step_{self.completed}"
             self._read(folder)
             self.manager.adopt_checkpoint_state(json.loads((folder / "npo_state.json").read_text()), folder)
+            self.manager.resume_teacher(self)
             if self.auto:
                 self.auto.load_state_dict(torch.load(folder / "auto.pt", weights_only=False))
         else:
@@ -181,7 +193,10 @@ class ToyTrainer:
                 self.auto.observe(batch_reward(self.position), batch_entropy(self.position))
             self.position += 1
             guides = self.manager.pool.guides(key) if phase == Phase.GUIDED else []
-            self.weights.append((key, json.dumps(guides[0].response_ids) if guides else None))
+            guide = json.dumps(guides[0].response_ids) if guides else None
+            if self.manager.distill and phase == Phase.GUIDED:  # the step was taught by the held teacher
+                guide = json.dumps([guide, self.teacher])
+            self.weights.append((key, guide))
             self.completed += 1
             if lookahead:
                 self.lookahead_steps += 1
@@ -587,3 +602,49 @@ def test_a_linked_tree_shares_the_files_and_falls_back_when_linking_fails(tmp_pa
 
     monkeypatch.setattr(os, "link", no_links)
     assert not link_tree(source, tmp_path / "elsewhere") and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    trainer = ToyTrainer(tmp_path_factory.mktemp("distilled"), distill=True)
+    return trainer.run(), trainer
+
+
+def test_a_distilled_window_is_taught_by_the_guide_checkpoint_and_the_teacher_goes_with_the_window(distilled):
+    weights, trainer = distilled
+    taught = {i: json.loads(guide) for i, (_, guide) in enumerate(weights) if guide is not None}
+    assert sorted(taught) == [3, 4, 5, 7, 8], "every guided step, and only those"
+    assert {i: teacher for i, (_, teacher) in taught.items()} == {3: 5, 4: 5, 5: 5, 7: 8, 8: 8}, "θ_{T+Δ}"
+    assert json.loads(taught[3][0]) == [5, 3] and taught[4][0] is None, "guides still injected"
+    assert trainer.teacher is None
+    assert not list((trainer.root / "npo").glob("fork_*/teacher")) and not list((trainer.root / "npo").glob("*/guide"))
+
+
+@pytest.mark.parametrize("kill_point", ["rollback", "guided_first_step", "guided_mid_window", "second_guided"])
+def test_a_distilled_run_killed_around_its_window_resumes_to_the_same_model(tmp_path, distilled, kill_point):
+    expected, _ = distilled
+    kill, fired = kill_once(KILL_POINTS[kill_point])
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, kill=kill, distill=True).run()
+    assert fired
+    assert ToyTrainer(tmp_path, distill=True).run() == expected
+
+
+def test_distillation_alone_samples_no_guides_and_still_teaches_every_window_step(tmp_path, distilled):
+    class NoCollection(ToyTrainer):
+        def collect_guides(self, *args):
+            raise AssertionError("distillation alone samples no guides")
+
+    weights = NoCollection(tmp_path, distill=True, inject=False).run()
+    taught = {i: json.loads(guide) for i, (_, guide) in enumerate(weights) if guide is not None}
+    assert taught == {3: [None, 5], 4: [None, 5], 5: [None, 5], 7: [None, 8], 8: [None, 8]}
+
+
+def test_a_missing_teacher_at_resume_inside_its_window_fails_naming_the_path(tmp_path):
+    with pytest.raises(Killed):
+        ToyTrainer(tmp_path, kill=lambda e, t: e == ("step", Phase.GUIDED, 5), distill=True).run()
+    teacher = tmp_path / "npo" / "fork_000003" / "teacher" / "actor"
+    for f in teacher.iterdir():
+        f.unlink()
+    with pytest.raises(NPOStateError, match="distillation teacher"):
+        ToyTrainer(tmp_path, distill=True).run()
