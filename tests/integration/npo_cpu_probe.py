@@ -38,6 +38,7 @@ os.environ.update(
     VLLM_CPU_OMP_THREADS_BIND="nobind",
 )
 
+import numpy as np  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -46,6 +47,7 @@ from verl.trainer.ppo.ray_trainer import RayPPOTrainer  # noqa: E402
 import recipes.npo  # noqa: E402
 from npo_ext.fork import Phase  # noqa: E402
 from npo_ext.injection import IS_GUIDE  # noqa: E402
+from recipes.npo.distill_loss import TEACHER_LOG_PROB  # noqa: E402
 from recipes.npo.main_npo import NPOTaskRunner  # noqa: E402
 from recipes.npo.npo_ray_trainer import RayNPOTrainer  # noqa: E402
 from recipes.npo.topk_forward import actor_log_probs_at  # noqa: E402
@@ -114,7 +116,21 @@ def make_recording_trainer(
             stale = self._stale_weights_gap(batch) if self.stale_check_pending else {}
             old_log_prob, mfu = super()._compute_old_log_prob(batch)
             self._rollout_check = {**rollout_vs_actor(batch, old_log_prob.batch["old_log_probs"]), **stale}
+            if TEACHER_LOG_PROB in batch.batch.keys() and "teacher_check" not in report:
+                report["teacher_check"] = self._teacher_check(batch, old_log_prob.batch["old_log_probs"])
             return old_log_prob, mfu
+
+        def _teacher_check(self, batch, current) -> dict:
+            """First distilled step: the teacher forward's log-probs against θ_{T+Δ}'s (the guide weights loaded
+            into the actor, scored by verl's π_old computation) and against the current policy's."""
+            self.load_actor(rollback_dir / "guide", "probe: guide weights", weights_only=True)
+            guide, _ = RayPPOTrainer._compute_old_log_prob(self, batch)
+            self.load_actor(rollback_dir / "restored", "probe: restored weights")
+            teacher, mask = batch.batch[TEACHER_LOG_PROB], batch.batch["response_mask"].bool()
+            return {
+                "vs_guide": float((teacher - guide.batch["old_log_probs"]).abs()[mask].max()),
+                "vs_current": float((teacher - current).abs()[mask].max()),
+            }
 
         def _stale_weights_gap(self, batch) -> dict:
             """First step after a rollback: how far the rollout would be from θ_{T+Δ}, had vLLM kept those weights.
@@ -134,6 +150,7 @@ def make_recording_trainer(
             label = self.fork_manager.phase.value
             if die_at == (label, self.global_steps):
                 report["died_at"] = [label, self.global_steps]
+                report["died_with_metrics"] = dict(self._pending_metrics)
                 raise Killed(3)
             guide = batch.batch[IS_GUIDE] if IS_GUIDE in batch.batch.keys() else None
             guide_adv = []
@@ -152,7 +169,9 @@ def make_recording_trainer(
             )
             output = super()._update_actor(batch)
             metrics = output.meta_info["metrics"]
-            report["metrics"].append({k: float(v) for k, v in metrics.items() if k.startswith("npo/")})
+            report["metrics"].append(
+                {k: float(np.mean(v)) for k, v in metrics.items() if k.startswith(("npo/", "actor/npo_"))}
+            )
             return output
 
         def _load_checkpoint(self):

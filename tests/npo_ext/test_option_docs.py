@@ -42,9 +42,7 @@ def defaults_of(options) -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(options) if f.default is not dataclasses.MISSING}
 
 
-@pytest.mark.parametrize(
-    "options", [NPOConfig, AutoConfig, GuidanceConfig, DistillConfig], ids=lambda c: c.__name__
-)
+@pytest.mark.parametrize("options", [NPOConfig, AutoConfig, GuidanceConfig, DistillConfig], ids=lambda c: c.__name__)
 def test_the_reference_documents_every_option_with_its_default(options):
     documented = documented_defaults()
     for name, default in defaults_of(options).items():
