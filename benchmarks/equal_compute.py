@@ -1,8 +1,8 @@
-"""Does NPO pay for its look-ahead? GRPO, NPO, AutoNPO, LUFFY and NPO's cheaper collection on the hidden-rule task,
-at equal compute, over many seeds.
+"""Does NPO pay for its look-ahead? GRPO, NPO, AutoNPO, LUFFY, NPO's cheaper collection and near-future distillation
+on the hidden-rule task, at equal compute, over many seeds.
 
     python -m benchmarks.equal_compute [--out-dir outputs/equal_compute] [--seeds 0-7] [--steps 20]
-                                        [--methods grpo,npo_once,...]  (default: every method) [--jobs 2]
+                                        [--methods grpo,npo_once,...]  (default: all but EXTENSIONS) [--jobs 2]
                                         [--docs DIR]  (also copy table.md and curves.png there)
 
 Every run goes through the real recipe (``recipes.npo.main_npo``: ``RayNPOTrainer``, the FSDP actor, the in-worker
@@ -112,7 +112,15 @@ def methods(steps: int) -> dict[str, list[str]]:
         "npo_cheap_early": [*repeated, "npo.guide_round_n=2"],
         # half the window: 2 guided steps (and 2 window batches sampled) per look-ahead of 4
         "npo_cheap_window": ["npo.enable=true", interventions(forks, delta, window=delta // 2)],
+        # our extension (docs/distillation.md), npo.distill at its defaults: θ_{T+Δ} also a token-level teacher in
+        # the window, with guide injection, and alone (no guide sampling); its forward counts as scored tokens
+        "npo_distill": [*repeated, "npo.distill.enable=true"],
+        "distill_only": [*repeated, "npo.distill.enable=true", "npo.distill.inject_guides=false"],
     }
+
+
+# methods of our own, not the paper's, run only when named: their study is docs/distillation.md's
+EXTENSIONS = ("npo_distill", "distill_only")
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ ROWS = {
     "npo_cheap_reuse": [Row("repeated NPO, `reuse`", "npo_cheap_reuse")],
     "npo_cheap_early": [Row("repeated NPO, `early`", "npo_cheap_early")],
     "npo_cheap_window": [Row("repeated NPO, `window` (W = 2)", "npo_cheap_window")],
+    "npo_distill": [Row("repeated NPO + near-future distillation (ours)", "npo_distill")],
+    "distill_only": [Row("near-future distillation alone, repeated forks (ours)", "distill_only")],
 }
 AXES: dict[str, Callable[[Row, dict[str, float]], float]] = {
     "kept steps": lambda row, spent: spent["kept_steps"],
@@ -366,7 +376,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 0,1,2")
     parser.add_argument("--steps", type=int, default=20, help="kept optimizer steps per run")
     parser.add_argument("--test-freq", type=int, default=4, help="held-out evaluation every this many kept steps")
-    parser.add_argument("--methods", default=",".join(ROWS))
+    parser.add_argument(
+        "--methods",
+        default=",".join(m for m in ROWS if m not in EXTENSIONS),
+        help=f"default: every method but our extensions {', '.join(EXTENSIONS)} (docs/distillation.md)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides for every run, e.g. actor_rollout_ref.actor.optim.lr=1e-3"

@@ -3,7 +3,8 @@
 Look-ahead steps are thrown away at rollback and guide sampling is extra generation, so a fair x-axis counts them:
 ``optimizer_steps`` includes look-ahead steps (``lookahead_steps`` of them), and ``generated_tokens`` includes
 guide sampling (``guide_tokens`` of them). Work that generates nothing is counted beside them: ``scored_tokens``
-are response tokens put through a forward pass training does not need (V's passes over the guide's samples), and
+are response tokens put through a forward pass training does not need (V's passes over the guide's samples, the
+distillation teacher's over a guided step's rollouts), and
 ``external_tokens`` are response tokens of injected guides the run did not generate (a teacher's traces, an
 experience file's responses). The counter is never rolled back; it lives in its own file in the NPO
 state folder, rewritten atomically after each step, so a resumed run continues it. Work done between the last

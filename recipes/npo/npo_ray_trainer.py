@@ -653,6 +653,8 @@ SUMMARY_KEYS = {
     "npo/auto/delta_star": "delta_star",
     "npo/auto/mistake_pool": "mistakes",
     "npo/compute/optimizer_steps": "opt_steps",
+    "npo/distill/kl_old_to_teacher": "teacher_kl",
+    "actor/npo_distill_kl": "distill_kl",
 }
 
 

@@ -1,5 +1,5 @@
-"""The README shows the studies' own output: each table between its markers is the file the command wrote, unedited,
-and each figure it links is the PNG the command wrote beside it."""
+"""The README (and docs/distillation.md) show the studies' own output: each table between its markers is the file the
+command wrote, unedited, and each figure it links is the PNG the command wrote beside it."""
 
 import re
 from pathlib import Path
@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
-STUDIES = {
-    "docs/equal_compute/table.md": "docs/equal_compute/curves.png",  # python -m benchmarks.equal_compute --docs ...
-    "docs/delta_profile/table.md": "docs/delta_profile/s_of_delta.png",  # python -m benchmarks.delta_profile --docs
-}
+STUDIES = [  # (the page, the table the command wrote, its figure as the page links it)
+    ("README.md", "docs/equal_compute/table.md", "docs/equal_compute/curves.png"),  # benchmarks.equal_compute --docs
+    ("README.md", "docs/delta_profile/table.md", "docs/delta_profile/s_of_delta.png"),  # benchmarks.delta_profile
+    ("docs/distillation.md", "docs/distillation_study/table.md", "distillation_study/curves.png"),  # --methods ...
+]
 
 
-@pytest.mark.parametrize(("table", "figure"), STUDIES.items())
-def test_the_readme_table_is_the_commands_file_and_its_figure_is_linked(table, figure):
-    found = re.search(f"<!-- {re.escape(table)} -->\n(.*?)<!-- end {re.escape(table)} -->", README, re.S)
-    assert found, f"README has no <!-- {table} --> ... <!-- end {table} --> section"
-    assert found.group(1) == (ROOT / table).read_text(), f"the README's copy of {table} was edited or is stale"
-    assert f"]({figure})" in README
-    assert (ROOT / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+@pytest.mark.parametrize(("page", "table", "figure"), STUDIES)
+def test_the_pages_table_is_the_commands_file_and_its_figure_is_linked(page, table, figure):
+    text = (ROOT / page).read_text()
+    found = re.search(f"<!-- {re.escape(table)} -->\n(.*?)<!-- end {re.escape(table)} -->", text, re.S)
+    assert found, f"{page} has no <!-- {table} --> ... <!-- end {table} --> section"
+    assert found.group(1) == (ROOT / table).read_text(), f"{page}'s copy of {table} was edited or is stale"
+    assert f"]({figure})" in text
+    assert ((ROOT / page).parent / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_equal_compute_table_has_at_least_eight_seeds_and_counts_failures():

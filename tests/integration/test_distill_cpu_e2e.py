@@ -36,6 +36,7 @@ def killed_and_resumed(new_demo_dir, probe, tmp_path_factory):
     die = f"--die-at=guided:{GUIDED_STEPS[1]}"
     code, killed, log = probe(sys.executable, demo, "killed", [*OVERRIDES, die], timeout=600)
     assert code == 3 and killed["died_at"] == ["guided", GUIDED_STEPS[1]], log[-4000:]
+    killed["log"] = log
     code, resumed, log = probe(sys.executable, demo, "resumed", [*OVERRIDES, "trainer.resume_mode=auto"], timeout=600)
     assert code == 0, log[-4000:]
     return demo, killed, resumed
@@ -53,6 +54,8 @@ def test_the_kl_term_is_in_the_update_only_inside_the_window(killed_and_resumed)
     first = by_step(killed)[GUIDED_STEPS[0]]
     assert first["actor/npo_distill_coef"] == 1.0 and first["actor/npo_distill_kl"] > 0
     assert first["npo/distill/kl_old_to_teacher"] > 0 and first["npo/distill/teacher_host_gib"] > 0
+    summary = next(line for line in killed["log"].splitlines() if f"[npo] step={GUIDED_STEPS[0]} phase=guided" in line)
+    assert "teacher_kl=" in summary and "distill_kl=" in summary, summary
     after = by_step(resumed)
     assert after[GUIDED_STEPS[1]]["actor/npo_distill_coef"] == 0.5, "the schedule's last step"
     for step in (FORK_STEP, *range(GUIDED_STEPS[1] + 1, 6)):
