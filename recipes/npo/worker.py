@@ -10,7 +10,7 @@
   held in host memory (:mod:`recipes.npo.memory_snapshot`), so a rollback is a memory copy.
 * ``npo_load_teacher`` / ``npo_teacher_log_prob`` / ``npo_drop_teacher``: near-future distillation's teacher,
   θ_{T+Δ}'s weights held in host memory and swapped into the actor for its log-prob forward
-  (:mod:`recipes.npo.teacher_weights`).
+  (:mod:`recipes.npo.memory_snapshot`).
 * ``link_next_checkpoint``: the next real checkpoint holds the state of a snapshot the actor was just restored from;
   ``save_checkpoint`` then hard-links the snapshot's shards instead of writing them again.
 * ``node_address``: where each rank runs, logged at start-up (multi-node placement is otherwise invisible).
@@ -42,8 +42,7 @@ from verl.workers.utils.losses import ppo_loss
 from npo_ext.persist import link_or_copy
 from recipes.cpu.hf_generation import generate_rollout
 from recipes.npo.guided_loss import guided_ppo_loss
-from recipes.npo.memory_snapshot import HostMemorySnapshot, local_shard
-from recipes.npo.teacher_weights import HeldWeights
+from recipes.npo.memory_snapshot import HeldWeights, HostMemorySnapshot, local_shard, weights_kept
 from recipes.npo.topk_forward import GIVEN_IDS, TOPK_DRAWS, TOPK_K, TopKCapture
 
 # verl's checkpoint contents of a state that is only sampled from and scored: the weights, and the extra state
@@ -184,10 +183,9 @@ class NPOActorRolloutRefWorker(ActorRolloutRefWorker):
             return held.nbytes
         self._teacher = None
         manager = self.actor.engine.checkpoint_manager
-        own = HeldWeights("own", manager.model)
-        self._load_weights(local_path, extra=False)
-        self._teacher = HeldWeights(local_path, manager.model)
-        own.copy_into(manager.model)
+        with weights_kept(manager.model):
+            self._load_weights(local_path, extra=False)
+            self._teacher = HeldWeights(local_path, manager.model)
         return self._teacher.nbytes
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -4,7 +4,7 @@ actor has its own weights back bit for bit afterwards, also when the forward fai
 import pytest
 import torch
 
-from recipes.npo.teacher_weights import HeldWeights
+from recipes.npo.memory_snapshot import HeldWeights
 
 
 def model(seed):
@@ -34,5 +34,5 @@ def test_a_failing_forward_still_gives_the_actor_its_weights_back():
 
 
 def test_weights_of_another_model_are_refused():
-    with pytest.raises(RuntimeError, match="2 tensors, the model 4"):
+    with pytest.raises(RuntimeError, match="holds 2 weights, the model has 4"):
         HeldWeights("teacher", torch.nn.Linear(4, 3)).copy_into(model(0))
